@@ -1,0 +1,72 @@
+// Package spec defines the function spec that users deploy (YAML) and that the
+// control plane hands to node agents (JSON).
+package spec
+
+import "time"
+
+// Function is a deployable function. The YAML form starts with `name:`.
+type Function struct {
+	// Name is the function's name: lowercase letters, digits and '-', 1–63
+	// characters, starting with a letter (a DNS label).
+	Name string `yaml:"name" json:"name"`
+	// Run says how to start an instance.
+	Run Run `yaml:"run" json:"run"`
+	// Env is added to the instance's environment.
+	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// Concurrency is the most requests one instance serves at once.
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// Scale bounds and tunes the autoscaler for this function.
+	Scale Scale `yaml:"scale,omitempty" json:"scale,omitempty"`
+	// Memory is the per-instance memory limit in bytes (YAML: "128Mi", "1Gi",
+	// "512M" or a plain number of bytes). Zero means no limit.
+	Memory Bytes `yaml:"memory,omitempty" json:"memory,omitempty"`
+	// Timeout bounds one invocation (YAML: a Go duration such as "30s").
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Run says how to start an instance: either a command, or a Go package that
+// the platform builds once per deploy.
+type Run struct {
+	// Command is the program to execute (looked up in PATH when it has no
+	// slash; relative paths are relative to the spec file's directory).
+	Command string `yaml:"command,omitempty" json:"command,omitempty"`
+	// Args are passed to Command (or to the built Go binary).
+	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+	// Go is a Go package path or directory to build (e.g. "./examples/echo"),
+	// relative to the spec file's directory.
+	Go string `yaml:"go,omitempty" json:"go,omitempty"`
+	// Dir is the working directory of the instance (default: the spec's
+	// directory).
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+}
+
+// Scale configures the concurrency-based autoscaler (as Knative's KPA).
+type Scale struct {
+	Min int `yaml:"min,omitempty" json:"min,omitempty"`
+	// Max is the most instances; 0 means the default (10).
+	Max int `yaml:"max,omitempty" json:"max,omitempty"`
+	// Target is the in-flight requests per instance the autoscaler aims for;
+	// 0 means 70% of Concurrency.
+	Target float64 `yaml:"target,omitempty" json:"target,omitempty"`
+	// StableWindow defaults to 60s, PanicWindow to 6s, ScaleToZeroGrace to 30s.
+	StableWindow     Duration `yaml:"stableWindow,omitempty" json:"stableWindow,omitempty"`
+	PanicWindow      Duration `yaml:"panicWindow,omitempty" json:"panicWindow,omitempty"`
+	ScaleToZeroGrace Duration `yaml:"scaleToZeroGrace,omitempty" json:"scaleToZeroGrace,omitempty"`
+}
+
+// Bytes is a size in bytes that reads "128Mi", "1Gi", "64M", "1024" in YAML
+// and JSON.
+type Bytes int64
+
+// Duration is a time.Duration that reads "30s" in YAML and JSON.
+type Duration time.Duration
+
+// Defaults applied by Parse when a field is left out.
+const (
+	DefaultConcurrency      = 100
+	DefaultMaxScale         = 10
+	DefaultTimeout          = Duration(5 * time.Minute)
+	DefaultStableWindow     = Duration(60 * time.Second)
+	DefaultPanicWindow      = Duration(6 * time.Second)
+	DefaultScaleToZeroGrace = Duration(30 * time.Second)
+)
