@@ -1,0 +1,147 @@
+// Package httpx holds the small HTTP pieces that the gateway and the node agent
+// share: the lean forwarding proxy on the invocation path, error replies with a
+// stable code, and tuned transports.
+package httpx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Header names that travel with every invocation.
+const (
+	HeaderRequestID = "X-Handoff-Request-Id"
+	HeaderFunction  = "X-Handoff-Function"
+	HeaderCaller    = "X-Handoff-Caller"
+	HeaderInstance  = "X-Handoff-Instance"
+)
+
+// Error is the JSON body of every error reply at the edge.
+type Error struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
+// WriteError replies with status and a JSON body naming a stable code and a
+// sentence that says what went wrong and what to do.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(Error{Code: code, Error: msg})
+}
+
+// WriteJSON replies 200 (or status) with v encoded as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Transport returns a keep-alive transport sized for the invocation path: many
+// idle connections per host, because every hop talks to few hosts a lot.
+func Transport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: 0,
+		DisableCompression:    true,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}
+}
+
+// UnixTransport is Transport dialing the Unix socket at path whatever the URL
+// says.
+func UnixTransport(path string) *http.Transport {
+	t := Transport()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", path)
+	}
+	return t
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// Copy copies src to dst with a pooled 256 KiB buffer, flushing once at the
+// end when dst is an http.ResponseWriter. It returns the bytes copied.
+func Copy(dst io.Writer, src io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	return io.CopyBuffer(dst, src, *bp)
+}
+
+// hopHeaders are not forwarded (RFC 9110 §7.6.1).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Proxy-Authorization": true, "Proxy-Authenticate": true,
+}
+
+// ErrUpstream marks a failure to reach or read from the next hop (as opposed to
+// the next hop answering with an error status).
+var ErrUpstream = errors.New("httpx: upstream failed")
+
+// Forward sends r's method, body and end-to-end headers to url over rt, then
+// streams the answer back into w. set may add or override headers on the
+// outgoing request. It returns the status sent and the bytes of the request
+// and response bodies. An error wrapping ErrUpstream means no response was
+// written and the caller may reply itself.
+func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url string, set func(http.Header)) (status int, in, out int64, err error) {
+	body := &countingReader{r: r.Body}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, body)
+	if err != nil {
+		return 0, 0, 0, errors.Join(ErrUpstream, err)
+	}
+	if r.ContentLength == 0 || r.Body == http.NoBody {
+		req.Body = http.NoBody
+	}
+	req.ContentLength = r.ContentLength
+	for k, vs := range r.Header {
+		if !hopHeaders[k] {
+			req.Header[k] = vs
+		}
+	}
+	if set != nil {
+		set(req.Header)
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, body.n, 0, errors.Join(ErrUpstream, err)
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vs := range resp.Header {
+		if !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	out, err = Copy(w, resp.Body)
+	return resp.StatusCode, body.n, out, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return nil }
