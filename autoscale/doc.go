@@ -42,7 +42,7 @@ The stable window (default 60 s) and the panic window (default 6 s) are
 averaged only over the buckets that actually hold samples. A function
 deployed ten seconds ago is averaged over those ten seconds, not diluted by
 fifty seconds of zeros it never saw; likewise a gap in recording is skipped,
-not read as idleness. A caller that wants silence to count as zero must
+not averaged in as zero load. A caller that wants silence to count as zero must
 record zeros (the control loop does, every second).
 
 From the averages:
@@ -62,8 +62,9 @@ post-burst load.
 
 Scale to zero. With Min == 0, once every sample for ScaleToZeroGrace
 (default 30 s) has been exactly 0, desired is 0, even if the stable window
-still remembers earlier load. Idleness counts from the first zero sample,
-and any sample > 0 ends it. Until the grace period is over, a function with
+still remembers earlier load. Idleness counts from the first zero sample
+(not the last busy one, so the spacing of samples never shortens the grace)
+and lasts, across any gap in recording, until a sample > 0. Until the grace period is over, a function with
 ready instances keeps at least one.
 
 Scale from zero. When ready == 0 and the panic window holds a sample > 0,
