@@ -467,6 +467,29 @@ func field(b []byte, key string) (int, bool) {
 	return 0, false
 }
 
+// RemoveParent removes the empty parent directory made by New (for example
+// "handoff/<node-id>" when a node agent shuts down) and then each of its
+// ancestors that is empty too. A directory that still holds groups is left
+// alone without error.
+func RemoveParent(parent string) error {
+	if _, err := Detect(); err != nil {
+		return err
+	}
+	if err := checkRel(parent, false); err != nil {
+		return err
+	}
+	for p := parent; p != "." && p != "/"; p = filepath.Dir(p) {
+		err := os.Remove(filepath.Join(detected.root, p))
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EBUSY) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
 // Close removes the group. Processes that are still exiting keep the group
 // busy for a moment, so Close retries for up to a second; it does not kill
 // anything (see Kill). Removing a group that no longer exists is not an error.

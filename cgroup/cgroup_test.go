@@ -146,7 +146,12 @@ func TestMemoryLimit(t *testing.T) {
 		if err := g.Close(); err != nil {
 			t.Error(err)
 		}
-		os.Remove(filepath.Join(detected.root, parent))
+		if err := RemoveParent(parent); err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Stat(filepath.Join(detected.root, parent)); err == nil {
+			t.Errorf("RemoveParent left %s", parent)
+		}
 	})
 
 	cmd := exec.Command(os.Args[0])

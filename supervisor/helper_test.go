@@ -13,7 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/handoff-dev/handoff/cgroup"
 )
+
+// testCgroupParent holds the groups of this test process's instances.
+var testCgroupParent = fmt.Sprintf("handoff-test/sup-%d", os.Getpid())
 
 // The test binary doubles as the instance program: with HELPER_MODE set,
 // TestMain runs helperMain instead of the tests. Modes:
@@ -31,7 +36,9 @@ func TestMain(m *testing.M) {
 		helperMain(mode)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	cgroup.RemoveParent(testCgroupParent)
+	os.Exit(code)
 }
 
 func helperMain(mode string) {

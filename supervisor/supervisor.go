@@ -585,7 +585,7 @@ func (i *Instance) waitReady(ctx context.Context, p *proc) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrStopped, ctx.Err())
 		}
-		interval = min(interval*3/2, 20*time.Millisecond)
+		interval = min(interval*5/4, 20*time.Millisecond)
 	}
 }
 

@@ -36,7 +36,7 @@ func testConfig(t testing.TB, id string, env ...string) Config {
 		ReadyTimeout:      10 * time.Second,
 		RestartBackoffMin: 5 * time.Millisecond,
 		RestartBackoffMax: 20 * time.Millisecond,
-		CgroupParent:      fmt.Sprintf("handoff-test/sup-%d", os.Getpid()),
+		CgroupParent:      testCgroupParent,
 		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 }
@@ -446,9 +446,13 @@ func TestFmtBytes(t *testing.T) {
 }
 
 // BenchmarkColdStart measures spawn→ready of the helper binary (a Go HTTP
-// server), which is what Info.ColdStart reports, and Start's wall time.
+// server), which is what Info.ColdStart reports, and Start's wall time. Set
+// COLDSTART_BIN to measure another program that serves on $PORT instead.
 func BenchmarkColdStart(b *testing.B) {
 	cfg := testConfig(b, "i-bench", "HELPER_MODE=echo")
+	if bin := os.Getenv("COLDSTART_BIN"); bin != "" {
+		cfg.Command = bin
+	}
 	cfg.LogPath = ""
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	var colds []time.Duration
