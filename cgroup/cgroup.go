@@ -3,7 +3,7 @@
 //
 // # Modes
 //
-// Two kernels interfaces are supported; Detect reports which one this machine
+// Two kernel interfaces are supported; Detect reports which one this machine
 // offers:
 //
 //   - V2, the unified hierarchy: a cgroup2 mount (usually /sys/fs/cgroup) whose
