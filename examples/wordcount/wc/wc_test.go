@@ -3,6 +3,7 @@ package wc
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -255,4 +256,39 @@ func BenchmarkEncodeDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// referenceCount is the obvious implementation the Counter must agree with.
+func referenceCount(b []byte) Counts {
+	c := Counts{}
+	for _, w := range bytes.FieldsFunc(b, func(r rune) bool { return r < 128 && isSpace[r] }) {
+		c[string(w)]++
+	}
+	return c
+}
+
+func TestCounterManyDistinct(t *testing.T) {
+	// Enough distinct words to grow the table several times.
+	var b []byte
+	for i := range 100_000 {
+		b = fmt.Appendf(b, "w%d x%d\n", i, i%7)
+	}
+	got, want := Count(b), referenceCount(b)
+	if len(got) != 100_007 || !reflect.DeepEqual(got, want) {
+		t.Errorf("got %d distinct words, want %d", len(got), len(want))
+	}
+}
+
+func FuzzCount(f *testing.F) {
+	f.Add([]byte("a b a\n"))
+	f.Add([]byte("  \t\r\n"))
+	f.Add([]byte("é{x}\x00\xff a\va\fa"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c Counter
+		c.Add(b)
+		got, want := c.Counts(), referenceCount(b)
+		if !reflect.DeepEqual(got, want) || c.Words() != want.Total() {
+			t.Fatalf("Count(%q) = %v (%d words), want %v", b, got, c.Words(), want)
+		}
+	})
 }
