@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/spec"
+	"github.com/handoff-dev/handoff/xfer"
+)
+
+// gatewayFlag adds --gateway to fs and returns a function resolving the
+// gateway: the flag, else $HANDOFF_GATEWAY, else the platform that
+// `handoff up` last started with the default state directory.
+func gatewayFlag(fs interface {
+	String(name, value, usage string) *string
+}) func() (*api.Client, error) {
+	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the running `handoff up`)")
+	return func() (*api.Client, error) {
+		url := *g
+		if url == "" {
+			url = os.Getenv("HANDOFF_GATEWAY")
+		}
+		if url == "" {
+			b, err := os.ReadFile(filepath.Join(defaultDir(), "gateway"))
+			if err != nil {
+				return nil, errors.New("no platform found: start one with `handoff up`, or give --gateway / $HANDOFF_GATEWAY")
+			}
+			url = strings.TrimSpace(string(b))
+		}
+		if !strings.Contains(url, "://") {
+			url = "http://" + url
+		}
+		return api.NewClient(url), nil
+	}
+}
+
+func cmdDeploy(args []string) error {
+	fs := newFlags("deploy", "deploy -f SPEC.yaml")
+	file := fs.String("f", "", "function spec (YAML)")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("give the spec with -f SPEC.yaml")
+	}
+	f, err := spec.ParseFile(*file)
+	if err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	got, err := c.Deploy(ctx, f)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("deployed %s (version %d)\n", got.Function.Name, got.Version)
+	return nil
+}
+
+func cmdLs(args []string) error {
+	fs := newFlags("ls", "ls")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	fns, err := c.Functions(context.Background())
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tREADY\tSTARTING\tIN-FLIGHT\tQUEUED\tSCALE\tCONCURRENCY\tMEMORY")
+	for _, f := range fns {
+		mem := "-"
+		if f.Function.Memory > 0 {
+			mem = f.Function.Memory.String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d..%d\t%d\t%s\n", f.Function.Name, f.Version, f.Ready, f.Starting, f.InFlight, f.Queued,
+			f.Function.Scale.Min, f.Function.Scale.Max, f.Function.Concurrency, mem)
+	}
+	return tw.Flush()
+}
+
+func cmdRm(args []string) error {
+	fs := newFlags("rm", "rm NAME")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one function name: handoff rm NAME")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	if err := c.Remove(context.Background(), fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Printf("removed %s\n", fs.Arg(0))
+	return nil
+}
+
+func cmdInvoke(args []string) error {
+	fs := newFlags("invoke", "invoke NAME [-d DATA|@FILE] [--async]")
+	data := fs.String("d", "", "input: DATA, or @FILE to read a file (default: stdin)")
+	async := fs.Bool("async", false, "queue the invocation and print its id")
+	client := gatewayFlag(fs)
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one function name: handoff invoke NAME")
+	}
+	name := fs.Arg(0)
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var in io.Reader
+	size := int64(-1)
+	switch {
+	case strings.HasPrefix(*data, "@"):
+		fh, err := os.Open((*data)[1:])
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		if st, err := fh.Stat(); err == nil {
+			size = st.Size()
+		}
+		in = fh
+	case *data != "":
+		in, size = strings.NewReader(*data), int64(len(*data))
+	default:
+		if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			in, size = bytes.NewReader(nil), 0
+		} else {
+			in = os.Stdin
+		}
+	}
+	ctx := context.Background()
+	if *async {
+		b, err := io.ReadAll(in)
+		if err != nil {
+			return err
+		}
+		acc, err := c.InvokeAsync(ctx, name, b)
+		if err != nil {
+			return err
+		}
+		fmt.Println(acc.ID)
+		return nil
+	}
+	out, err := c.InvokeStream(ctx, name, in, size)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	_, err = io.Copy(os.Stdout, out)
+	return err
+}
+
+// reorder moves flags after the positional NAME to the front, so that
+// `handoff invoke echo -d hi` works as users expect.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && (a == "-d" || a == "--d" || a == "-gateway" || a == "--gateway") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func cmdResult(args []string) error {
+	fs := newFlags("result", "result ID")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one invocation id: handoff result ID")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	inv, err := c.Invocation(context.Background(), fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s %s attempts=%d", inv.ID, inv.Status, inv.Attempts)
+	if inv.HTTPStatus != 0 {
+		fmt.Printf(" http=%d", inv.HTTPStatus)
+	}
+	if inv.Error != "" {
+		fmt.Printf(" error=%q", inv.Error)
+	}
+	fmt.Println()
+	if inv.Output != nil {
+		fmt.Print(*inv.Output)
+	} else if inv.OutputBase64 != nil {
+		os.Stdout.Write(inv.OutputBase64)
+	}
+	return nil
+}
+
+func cmdLogs(args []string) error {
+	fs := newFlags("logs", "logs NAME")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one function name: handoff logs NAME")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	return c.Logs(context.Background(), fs.Arg(0), os.Stdout)
+}
+
+func cmdStatus(args []string) error {
+	fs := newFlags("status", "status")
+	client := gatewayFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gateway %s\n\n", st.Gateway)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tUP\tAGENT RSS\tINSTANCES")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\n", n.ID, n.Addr, n.Up, xfer.Human(n.RSS), len(n.Instances))
+	}
+	fmt.Fprintln(tw, "\nINSTANCE\tFUNCTION\tNODE\tSTATE\tPID\tMEMORY\tRESTARTS\tCOLD START")
+	for _, n := range st.Nodes {
+		for _, in := range n.Instances {
+			mem := xfer.Human(in.MemoryBytes)
+			if !in.MemoryLimitEnforced {
+				mem += " (no limit)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", in.ID, in.Function, n.ID, in.State, in.PID, mem, in.Restarts, in.ColdStart.Round(time.Microsecond))
+		}
+	}
+	fmt.Fprintln(tw, "\nFUNCTION\tREADY\tSTARTING\tIN-FLIGHT\tQUEUED\tDESIRED\tWHY")
+	for _, f := range st.Functions {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Function.Name, f.Ready, f.Starting, f.InFlight, f.Queued, f.Desired, f.Reason)
+	}
+	tw.Flush()
+	if len(st.Async) > 0 {
+		fmt.Printf("\nasync invocations: queued=%d running=%d succeeded=%d failed=%d\n", st.Async["queued"], st.Async["running"], st.Async["succeeded"], st.Async["failed"])
+	}
+	return nil
+}

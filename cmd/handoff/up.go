@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/handoff-dev/handoff/control"
+	"github.com/handoff-dev/handoff/node"
+	"github.com/handoff-dev/handoff/spec"
+)
+
+func cmdUp(args []string) error {
+	fs := newFlags("up", "up [--dir D] [--listen ADDR] [--nodes N]")
+	dir := fs.String("dir", defaultDir(), "state directory (functions, queued invocations, logs)")
+	listen := fs.String("listen", "127.0.0.1:7070", "gateway address; 127.0.0.1:0 picks a free port")
+	nodes := fs.Int("nodes", 2, "node agents to run, each its own process")
+	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *nodes < 1 || *nodes > 64 {
+		return fmt.Errorf("--nodes %d: give 1 to 64", *nodes)
+	}
+	max, err := spec.ParseBytes(*inlineMax)
+	if err != nil || max <= 0 {
+		return fmt.Errorf("--inline-max %q: give a size such as 6Mi", *inlineMax)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return fmt.Errorf("state directory %s: %w", abs, err)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	tokenFile := filepath.Join(abs, "cluster.token")
+	token, err := clusterToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	srv, err := control.New(control.Config{Dir: abs, Listen: *listen, Token: token, InlineMax: int64(max), Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(ctx) }()
+	<-srv.Ready()
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	nodeCtx, stopNodes := context.WithCancel(context.Background())
+	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, Logger: log}
+	l.Start(nodeCtx, *nodes)
+	defer func() { stopNodes(); l.Wait() }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.NodesUp() < *nodes {
+		if time.Now().After(deadline) {
+			stop()
+			<-runErr
+			return fmt.Errorf("only %d of %d node agents came up within 30s; see %s", srv.NodesUp(), *nodes, filepath.Join(abs, "nodes", "*", "agent.log"))
+		}
+		select {
+		case err := <-runErr:
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if *dir == defaultDir() {
+		_ = os.WriteFile(filepath.Join(abs, "gateway"), []byte(srv.URL()+"\n"), 0o600)
+	}
+	fmt.Printf("handoff ready gateway=%s nodes=%d dir=%s\n", srv.URL(), *nodes, abs)
+
+	err = <-runErr
+	// The control plane has drained and stopped every instance; now the
+	// node agents.
+	stopNodes()
+	l.Wait()
+	if *dir == defaultDir() {
+		_ = os.Remove(filepath.Join(abs, "gateway"))
+	}
+	return err
+}
+
+// clusterToken reads the cluster token, creating it on first use. Node
+// agents present it to the control plane and the control plane to them.
+func clusterToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("cluster token %s: %w", path, err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cluster token %s: %w", path, err)
+	}
+	return tok, nil
+}
+
+func cmdNode(args []string) error {
+	fs := newFlags("node", "node --id ID --dir D --control URL --token-file F")
+	id := fs.String("id", "", "node id")
+	dir := fs.String("dir", "", "node state directory")
+	ctl := fs.String("control", "", "control plane URL")
+	tokenFile := fs.String("token-file", "", "file holding the cluster token")
+	listen := fs.String("listen", "127.0.0.1:0", "node API address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" || *dir == "" || *ctl == "" || *tokenFile == "" {
+		return errors.New("--id, --dir, --control and --token-file are required; `handoff up` starts node agents for you")
+	}
+	b, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("cluster token: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx)
+}

@@ -1,0 +1,328 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/spec"
+	"github.com/handoff-dev/handoff/state"
+	"github.com/handoff-dev/handoff/xfer"
+)
+
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /fn/{name}", s.handleInvoke)
+	mux.HandleFunc("GET /invocations/{id}", s.handleInvocation)
+	mux.HandleFunc("GET /invocations/{id}/output", s.handleInvocationOutput)
+	mux.HandleFunc("PUT /v1/functions/{name}", s.handleDeploy)
+	mux.HandleFunc("GET /v1/functions", s.handleListFunctions)
+	mux.HandleFunc("GET /v1/functions/{name}", s.handleGetFunction)
+	mux.HandleFunc("DELETE /v1/functions/{name}", s.handleRemove)
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/logs/{name}", s.handleLogs)
+	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return mux
+}
+
+// nodeOnly admits requests that carry the cluster token.
+func (s *Server) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
+	want := []byte("Bearer " + s.cfg.Token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "only node agents of this cluster may call this endpoint")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func notDeployed(w http.ResponseWriter, name string) {
+	httpx.WriteError(w, http.StatusNotFound, "not_deployed", fmt.Sprintf("function %q is not deployed; deploy it with `handoff deploy -f SPEC.yaml` (see `handoff ls`)", name))
+}
+
+// handleInvoke is the gateway's invocation path: pick an instance (waiting if
+// all are busy or the function is scaled to zero), then stream the body to it
+// through its node agent and the answer back.
+func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	f := s.function(name)
+	if f == nil {
+		notDeployed(w, name)
+		return
+	}
+	if r.ContentLength > 0 {
+		if _, _, err := s.policy.Choose(xfer.Edge{From: r.Header.Get(httpx.HeaderCaller), To: name, Size: r.ContentLength}); err != nil {
+			s.metrics.invocations.WithLabelValues(name, "413").Inc()
+			httpx.WriteError(w, http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
+			return
+		}
+	}
+	rid := r.Header.Get(httpx.HeaderRequestID)
+	if rid == "" {
+		rid = newRequestID()
+	}
+	w.Header().Set(httpx.HeaderRequestID, rid)
+	if r.URL.Query().Get("async") == "1" {
+		s.enqueueAsync(w, r, f, rid)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.policy.InlineMax)
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), f.spec.Timeout.Std())
+	defer cancel()
+	b, err := f.route.acquire(ctx)
+	if err != nil {
+		s.routeError(w, name, f, err)
+		return
+	}
+	defer f.route.release(b)
+	status, in, out, err := httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, func(h http.Header) {
+		h.Set("Authorization", "Bearer "+s.cfg.Token)
+		h.Set(httpx.HeaderRequestID, rid)
+		h.Set(httpx.HeaderFunction, name)
+	})
+	if errors.Is(err, httpx.ErrUpstream) {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			status = http.StatusRequestEntityTooLarge
+			httpx.WriteError(w, status, "payload_too_large", fmt.Sprintf("the body for %s exceeds the inline limit %s; raise --inline-max or send it by reference", name, xfer.Human(s.policy.InlineMax)))
+		case ctx.Err() == context.DeadlineExceeded:
+			status = http.StatusGatewayTimeout
+			httpx.WriteError(w, status, "timeout", fmt.Sprintf("function %s did not answer within its timeout %s; raise `timeout` in its spec", name, f.spec.Timeout.Std()))
+		default:
+			status = http.StatusBadGateway
+			httpx.WriteError(w, status, "node_unreachable", fmt.Sprintf("function %s: node agent %s failed: %v", name, b.node, errors.Unwrap(err)))
+		}
+	}
+	s.metrics.observe(name, status, time.Since(start), in, out)
+}
+
+func (s *Server) routeError(w http.ResponseWriter, name string, f *function, err error) {
+	status, code, msg := http.StatusServiceUnavailable, "unavailable", err.Error()
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		code = "queue_full"
+		msg = fmt.Sprintf("function %s is at its limit: every instance is busy and %d requests already wait; retry later or raise scale.max or concurrency", name, s.cfg.MaxQueue)
+	case errors.Is(err, context.DeadlineExceeded):
+		status, code = http.StatusGatewayTimeout, "timeout"
+		msg = fmt.Sprintf("function %s had no free instance within its timeout %s; raise scale.max or timeout", name, f.spec.Timeout.Std())
+	case errors.Is(err, ErrStartFailed):
+		code = "start_failed"
+		msg = fmt.Sprintf("function %s could not start: %v (see `handoff logs %s`)", name, errors.Unwrap(err), name)
+		if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 1 {
+			msg = fmt.Sprintf("function %s could not start: %v (see `handoff logs %s`)", name, j.Unwrap()[1], name)
+		}
+	case errors.Is(err, context.Canceled):
+		status, code, msg = 499, "canceled", "the client went away"
+	}
+	s.metrics.invocations.WithLabelValues(name, strconv.Itoa(status)).Inc()
+	httpx.WriteError(w, status, code, msg)
+}
+
+func (s *Server) enqueueAsync(w http.ResponseWriter, r *http.Request, f *function, rid string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.policy.InlineMax))
+	if err != nil {
+		httpx.WriteError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("the async body for %s exceeds the inline limit %s; raise --inline-max", f.spec.Name, xfer.Human(s.policy.InlineMax)))
+		return
+	}
+	inv, err := s.db.Enqueue(f.spec.Name, body, s.cfg.AsyncAttempts, rid)
+	if err != nil {
+		httpx.WriteError(w, http.StatusInternalServerError, "state_error", "could not queue the invocation: "+err.Error())
+		return
+	}
+	s.wakeAsync()
+	w.Header().Set("Location", "/invocations/"+inv.ID)
+	httpx.WriteJSON(w, http.StatusAccepted, api.Accepted{ID: inv.ID, Status: string(inv.Status), URL: "/invocations/" + inv.ID})
+}
+
+
+func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
+	inv, err := s.db.Invocation(r.PathValue("id"))
+	if errors.Is(err, state.ErrNotFound) {
+		httpx.WriteError(w, http.StatusNotFound, "no_invocation", "no invocation "+r.PathValue("id")+"; results are kept for 24 hours")
+		return
+	} else if err != nil {
+		httpx.WriteError(w, http.StatusInternalServerError, "state_error", err.Error())
+		return
+	}
+	v := api.Invocation{ID: inv.ID, Function: inv.Function, Status: string(inv.Status), Attempts: inv.Attempts,
+		HTTPStatus: inv.HTTPStatus, Error: inv.Error, Created: inv.Created, Updated: inv.Updated, RequestID: inv.RequestID}
+	if inv.Status == state.StatusSucceeded || inv.Status == state.StatusFailed {
+		if utf8.Valid(inv.Output) {
+			out := string(inv.Output)
+			v.Output = &out
+		} else {
+			v.OutputBase64 = inv.Output
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleInvocationOutput(w http.ResponseWriter, r *http.Request) {
+	inv, err := s.db.Invocation(r.PathValue("id"))
+	if err != nil {
+		httpx.WriteError(w, http.StatusNotFound, "no_invocation", "no invocation "+r.PathValue("id"))
+		return
+	}
+	if inv.Status != state.StatusSucceeded && inv.Status != state.StatusFailed {
+		httpx.WriteError(w, http.StatusConflict, "not_finished", "invocation "+inv.ID+" is "+string(inv.Status)+"; poll /invocations/"+inv.ID)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(inv.Output)
+}
+
+func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	var f spec.Function
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_spec", "function spec: "+err.Error())
+		return
+	}
+	if f.Name != r.PathValue("name") {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_spec", fmt.Sprintf("the spec names %q but the URL names %q", f.Name, r.PathValue("name")))
+		return
+	}
+	f.ApplyDefaults()
+	if err := f.Validate(); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_spec", err.Error())
+		return
+	}
+	if f.Run.Go != "" {
+		// Build before storing, so a spec that cannot build is never live.
+		if _, err := s.build(f, 0); err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "build_failed", err.Error())
+			return
+		}
+	}
+	version, err := s.db.PutFunction(f)
+	if err != nil {
+		httpx.WriteError(w, http.StatusInternalServerError, "state_error", err.Error())
+		return
+	}
+	if _, err := s.install(f, version); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "install_failed", err.Error())
+		return
+	}
+	s.log.Info("deployed", "function", f.Name, "version", version)
+	httpx.WriteJSON(w, http.StatusOK, api.Function{Function: f, Version: version})
+}
+
+
+func (s *Server) view(f *function) api.Function {
+	st := f.route.stats()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return api.Function{Function: f.spec, Version: f.version, Ready: st.Ready, Starting: f.starting, Draining: st.Draining,
+		InFlight: st.InFlight, Queued: st.Queued, Desired: f.decision.Desired, Panic: f.decision.Panic, Reason: f.decision.Reason}
+}
+
+func (s *Server) handleListFunctions(w http.ResponseWriter, r *http.Request) {
+	views := []api.Function{}
+	for _, name := range s.functionNames() {
+		if f := s.function(name); f != nil {
+			views = append(views, s.view(f))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, views)
+}
+
+func (s *Server) handleGetFunction(w http.ResponseWriter, r *http.Request) {
+	f := s.function(r.PathValue("name"))
+	if f == nil {
+		notDeployed(w, r.PathValue("name"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, s.view(f))
+}
+
+func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.db.DeleteFunction(name); errors.Is(err, state.ErrNotFound) {
+		notDeployed(w, name)
+		return
+	} else if err != nil {
+		httpx.WriteError(w, http.StatusInternalServerError, "state_error", err.Error())
+		return
+	}
+	s.mu.Lock()
+	f := s.funcs[name]
+	delete(s.funcs, name)
+	s.mu.Unlock()
+	if f != nil {
+		s.retire(f, "removed")
+	}
+	s.log.Info("removed", "function", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := api.Status{Gateway: s.URL(), Nodes: []api.Node{}, Functions: []api.Function{}, Async: map[string]int{}}
+	s.mu.Lock()
+	for _, n := range s.nodes {
+		st.Nodes = append(st.Nodes, api.Node{ID: n.id, Addr: n.addr, Up: n.up, LastSeen: n.lastSeen, RSS: n.last.RSS, Instances: n.last.Instances})
+	}
+	s.mu.Unlock()
+	sortNodes(st.Nodes)
+	for _, name := range s.functionNames() {
+		if f := s.function(name); f != nil {
+			st.Functions = append(st.Functions, s.view(f))
+		}
+	}
+	if counts, err := s.db.Counts(); err == nil {
+		for k, v := range counts {
+			st.Async[string(k)] = v
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, st)
+}
+
+func sortNodes(ns []api.Node) {
+	sort.Slice(ns, func(i, j int) bool { return ns[i].ID < ns[j].ID })
+}
+
+// handleLogs gathers a function's instance logs from every live node.
+func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := spec.CheckName(name); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_name", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	for _, id := range s.liveNodes() {
+		resp, err := s.nodeRequest(r.Context(), http.MethodGet, id, "/v1/logs/"+name, nil)
+		if err != nil {
+			fmt.Fprintf(w, "==> node %s: logs unavailable: %v <==\n", id, err)
+			continue
+		}
+		_, _ = httpx.Copy(w, resp.Body)
+		resp.Body.Close()
+	}
+}

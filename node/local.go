@@ -1,0 +1,108 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/spec"
+)
+
+// localHandler serves the local API that instances reach over $HANDOFF_API.
+// A function-to-function call goes to the gateway, whose router picks the
+// receiving instance as for any call; the node agent is the sender's trusted
+// component on that path (where reference passing will hook in).
+func (a *Agent) localHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("POST /fn/{name}", a.handleLocalInvoke)
+	return mux
+}
+
+func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := spec.CheckName(name); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_name", err.Error())
+		return
+	}
+	start := time.Now()
+	status, in, out, err := httpx.Forward(w, r, a.toCtl, a.cfg.ControlURL+"/fn/"+name, func(h http.Header) {
+		h.Set("Authorization", "Bearer "+a.cfg.Token)
+		h.Set(httpx.HeaderCaller, r.Header.Get(httpx.HeaderFunction))
+	})
+	if errors.Is(err, httpx.ErrUpstream) {
+		status = http.StatusBadGateway
+		httpx.WriteError(w, status, "gateway_unreachable", fmt.Sprintf("node %s could not reach the gateway to call %s: %v", a.cfg.ID, name, errors.Unwrap(err)))
+	}
+	a.metrics.observeLocal(name, status, time.Since(start), in, out)
+}
+
+// heartbeats registers the agent and reports its instances until ctx is done.
+func (a *Agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Heartbeat)
+	defer t.Stop()
+	client := &http.Client{Transport: a.toCtl, Timeout: 5 * time.Second}
+	failing := false
+	for {
+		err := a.beat(ctx, client)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			a.log.Warn("heartbeat to control plane failed; retrying", "err", err)
+			failing = true
+		case err == nil && failing:
+			a.log.Info("heartbeat to control plane restored")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) beat(ctx context.Context, client *http.Client) error {
+	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS()}
+	body, _ := json.Marshal(hb)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.ControlURL+"/v1/nodes/"+a.cfg.ID+"/heartbeat", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("control plane answered %s", resp.Status)
+	}
+	return nil
+}
+
+// selfRSS reads this process's resident set size from /proc (0 if unknown).
+func selfRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,375 @@
+// Package node is the node agent: one per machine, it runs function instances
+// as supervised processes, proxies their invocations, and serves the local API
+// through which instances call other functions.
+//
+// The agent is driven by the control plane over its HTTP API (authenticated
+// with the cluster token); instances reach it over a Unix socket whose path is
+// in their $HANDOFF_API.
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/spec"
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+// Config configures a node agent.
+type Config struct {
+	ID         string // node id, e.g. "n1"
+	Listen     string // address of the node API, e.g. "127.0.0.1:0"
+	Dir        string // state directory: logs, the local API socket
+	ControlURL string // the control plane's base URL, e.g. "http://127.0.0.1:7070"
+	Token      string // the cluster token shared with the control plane
+	Logger     *slog.Logger
+	// Heartbeat is how often the agent reports to the control plane (default 1s).
+	Heartbeat time.Duration
+}
+
+// StartRequest is the body of PUT /v1/instances/{id}.
+type StartRequest struct {
+	Function spec.Function `json:"function"`
+	// Binary replaces Function.Run.Command when the control plane built the
+	// function from a Go package.
+	Binary string `json:"binary,omitempty"`
+}
+
+// Heartbeat is what a node agent reports to the control plane.
+type Heartbeat struct {
+	ID        string            `json:"id"`
+	Addr      string            `json:"addr"`
+	Boot      string            `json:"boot"` // changes every time the agent starts
+	Instances []api.Instance `json:"instances"`
+	RSS       int64             `json:"rss"` // the agent's own resident memory
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	boot    string
+	metrics *metrics
+	toInst  *http.Transport // to instances on this node
+	toCtl   *http.Transport // to the control plane
+
+	ln      net.Listener
+	localLn net.Listener
+
+	mu        sync.Mutex // guards all following fields
+	instances map[string]*supervisor.Instance
+	closing   bool
+}
+
+// New prepares an agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ID == "" || cfg.Dir == "" || cfg.ControlURL == "" || cfg.Token == "" {
+		return nil, errors.New("node: ID, Dir, ControlURL and Token are required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: state directory: %w", err)
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.ID),
+		boot:      fmt.Sprintf("%d", time.Now().UnixNano()),
+		metrics:   newMetrics(cfg.ID),
+		toInst:    httpx.Transport(),
+		toCtl:     httpx.Transport(),
+		instances: make(map[string]*supervisor.Instance),
+	}
+	return a, nil
+}
+
+// SocketPath is the local API's Unix socket.
+func (a *Agent) SocketPath() string { return filepath.Join(a.cfg.Dir, "api.sock") }
+
+// Addr is the node API's address once Run has started listening.
+func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// Listen opens the node API and local API listeners. Run calls it if needed.
+func (a *Agent) Listen() error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("node %s: listen on %s: %w", a.cfg.ID, a.cfg.Listen, err)
+	}
+	_ = os.Remove(a.SocketPath())
+	lln, err := net.Listen("unix", a.SocketPath())
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("node %s: local API socket: %w", a.cfg.ID, err)
+	}
+	a.ln, a.localLn = ln, lln
+	return nil
+}
+
+// Run serves until ctx is done, then stops every instance (draining each) and
+// returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.ln == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	local := &http.Server{Handler: a.localHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(a.ln) }()
+	go func() { errc <- local.Serve(a.localLn) }()
+	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
+
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); a.heartbeats(ctx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
+	a.stopAll(30 * time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = local.Shutdown(sctx)
+	_ = api.Shutdown(sctx)
+	<-hbDone
+	os.Remove(a.SocketPath())
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (a *Agent) stopAll(grace time.Duration) {
+	a.mu.Lock()
+	insts := make([]*supervisor.Instance, 0, len(a.instances))
+	for _, in := range a.instances {
+		insts = append(insts, in)
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = in.Stop(ctx) }()
+	}
+	wg.Wait()
+}
+
+func (a *Agent) authorized(r *http.Request) bool {
+	want := "Bearer " + a.cfg.Token
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) == 1
+}
+
+func (a *Agent) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/instances/{id}", a.handleStart)
+	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleStop)
+	mux.HandleFunc("GET /v1/instances", a.handleList)
+	mux.HandleFunc("POST /v1/invoke/{id}", a.handleInvoke)
+	mux.HandleFunc("GET /v1/logs/{function}", a.handleLogs)
+	metricsH := a.metrics.handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+			metricsH.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if !a.authorized(r) {
+			httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "node API calls need the cluster token; only the control plane may call this node")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req StartRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "start request: "+err.Error())
+		return
+	}
+	fn := req.Function
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
+		return
+	}
+	if _, dup := a.instances[id]; dup {
+		a.mu.Unlock()
+		httpx.WriteError(w, http.StatusConflict, "instance_exists", "instance "+id+" already runs on node "+a.cfg.ID)
+		return
+	}
+	a.mu.Unlock()
+
+	command := fn.Run.Command
+	if req.Binary != "" {
+		command = req.Binary
+	}
+	env := make([]string, 0, len(fn.Env))
+	for k, v := range fn.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	cfg := supervisor.Config{
+		ID:           id,
+		Function:     fn.Name,
+		Node:         a.cfg.ID,
+		Command:      command,
+		Args:         fn.Run.Args,
+		Dir:          fn.Run.Dir,
+		Env:          env,
+		APISocket:    a.SocketPath(),
+		Memory:       int64(fn.Memory),
+		CgroupParent: "handoff/" + a.cfg.ID,
+		LogPath:      filepath.Join(a.cfg.Dir, "logs", fn.Name, id+".log"),
+		Logger:       a.log,
+		OnState: func(id string, s supervisor.State) {
+			a.metrics.instanceState(fn.Name, s)
+		},
+	}
+	start := time.Now()
+	inst, err := supervisor.Start(r.Context(), cfg)
+	if err != nil {
+		a.metrics.startFailures.WithLabelValues(fn.Name).Inc()
+		httpx.WriteError(w, http.StatusUnprocessableEntity, "start_failed", fmt.Sprintf("function %s could not start on node %s: %v", fn.Name, a.cfg.ID, err))
+		return
+	}
+	a.metrics.coldStart.WithLabelValues(fn.Name).Observe(time.Since(start).Seconds())
+	a.mu.Lock()
+	a.instances[id] = inst
+	a.mu.Unlock()
+	go func() {
+		<-inst.Wait()
+		a.mu.Lock()
+		if a.instances[id] == inst {
+			delete(a.instances, id)
+		}
+		a.mu.Unlock()
+	}()
+	httpx.WriteJSON(w, http.StatusOK, toAPI(inst.Info()))
+}
+
+func (a *Agent) instance(id string) *supervisor.Instance {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.instances[id]
+}
+
+func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	inst := a.instance(id)
+	if inst == nil {
+		httpx.WriteError(w, http.StatusNotFound, "no_instance", "instance "+id+" does not run on node "+a.cfg.ID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := inst.Stop(ctx); err != nil {
+		a.log.Warn("stop instance", "instance", id, "err", err)
+	}
+	a.mu.Lock()
+	delete(a.instances, id)
+	a.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) infos() []api.Instance {
+	a.mu.Lock()
+	insts := make([]*supervisor.Instance, 0, len(a.instances))
+	for _, in := range a.instances {
+		insts = append(insts, in)
+	}
+	a.mu.Unlock()
+	out := make([]api.Instance, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, toAPI(in.Info()))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteJSON(w, http.StatusOK, a.infos())
+}
+
+// handleInvoke is the per-instance proxy: it counts the request against the
+// instance (so a drain waits for it) and streams it through.
+func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	inst := a.instance(id)
+	if inst == nil || !inst.Begin() {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "instance_gone", "instance "+id+" is not serving on node "+a.cfg.ID+"; the gateway retries elsewhere")
+		return
+	}
+	defer inst.End()
+	fn := inst.Info().Function
+	start := time.Now()
+	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", nil)
+	if errors.Is(err, httpx.ErrUpstream) {
+		status = http.StatusBadGateway
+		httpx.WriteError(w, status, "instance_failed", fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, id, a.cfg.ID, errors.Unwrap(err)))
+	}
+	a.metrics.observeInvoke(fn, status, time.Since(start), in, out)
+}
+
+// handleLogs returns the logs of every instance of a function on this node,
+// oldest instance first, each prefixed with a header line.
+func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
+	fn := r.PathValue("function")
+	if err := spec.CheckName(fn); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_name", err.Error())
+		return
+	}
+	dir := filepath.Join(a.cfg.Dir, "logs", fn)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	sort.Strings(files)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	for _, f := range files {
+		fmt.Fprintf(w, "==> node %s instance %s <==\n", a.cfg.ID, trimExt(filepath.Base(f)))
+		if fh, err := os.Open(f); err == nil {
+			_, _ = httpx.Copy(w, fh)
+			fh.Close()
+		}
+	}
+}
+
+func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
+
+func toAPI(i supervisor.Info) api.Instance {
+	return api.Instance{
+		ID: i.ID, Function: i.Function, PID: i.PID, Addr: i.Addr, State: i.State.String(),
+		Restarts: i.Restarts, StartedAt: i.StartedAt, ColdStart: i.ColdStart, MemoryBytes: i.MemoryBytes,
+		LastExit: i.LastExit, MemoryLimitEnforced: i.MemoryLimitEnforced,
+	}
+}
