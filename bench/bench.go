@@ -38,6 +38,14 @@ type Transfer interface {
 	Close() error
 }
 
+// A Cleaner is a Transfer with cleanup to do after each call, such as
+// deleting the key or object it stored. RunTransfers calls Cleanup after each
+// Transfer and its verification, outside the timed section, so that the
+// figures measure the handoff and not the housekeeping.
+type Cleaner interface {
+	Cleanup(ctx context.Context) error
+}
+
 // Sample is the raw latencies of one series at one payload size.
 type Sample struct {
 	Series    string
@@ -129,7 +137,8 @@ func NewResult(name string) Result {
 // iterations, or has spent Budget measuring and done at least MinIters.
 // Every returned byte slice is checked against the payload (length and
 // CRC-32C, outside the timed section); a mismatch fails the run with an error
-// wrapping [ErrMismatch] that names the series and size.
+// wrapping [ErrMismatch] that names the series and size. A transfer that is a
+// [Cleaner] is cleaned up after every call, also outside the timed section.
 //
 // On error RunTransfers returns the points measured so far with the error.
 // The caller still owns ts and must Close them.
@@ -193,6 +202,9 @@ func runSize(ctx context.Context, opts Options, ts []Transfer, size int64, rng *
 			if err := verify(got, payload, sum); err != nil {
 				return nil, fmt.Errorf("bench: %s at %s: %w", s.t.Name(), FormatSize(size), err)
 			}
+			if err := cleanup(ctx, s.t); err != nil {
+				return nil, fmt.Errorf("bench: %s at %s: %w", s.t.Name(), FormatSize(size), err)
+			}
 			s.lat = append(s.lat, d)
 			s.spent += d
 			n := len(s.lat)
@@ -221,6 +233,18 @@ func once(ctx context.Context, t Transfer, payload []byte, sum uint32, size int6
 	}
 	if err := verify(got, payload, sum); err != nil {
 		return fmt.Errorf("bench: %s at %s: %w", t.Name(), FormatSize(size), err)
+	}
+	if err := cleanup(ctx, t); err != nil {
+		return fmt.Errorf("bench: %s at %s: %w", t.Name(), FormatSize(size), err)
+	}
+	return nil
+}
+
+func cleanup(ctx context.Context, t Transfer) error {
+	if c, ok := t.(Cleaner); ok {
+		if err := c.Cleanup(ctx); err != nil {
+			return fmt.Errorf("cleanup: %w", err)
+		}
 	}
 	return nil
 }

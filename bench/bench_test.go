@@ -20,10 +20,15 @@ type copyTransfer struct {
 	alias     bool
 	short     bool
 	closed    bool
+	cleanups  int
 }
 
 func (c *copyTransfer) Name() string { return c.name }
 func (c *copyTransfer) Close() error { c.closed = true; return nil }
+func (c *copyTransfer) Cleanup(ctx context.Context) error {
+	c.cleanups++
+	return nil
+}
 func (c *copyTransfer) Transfer(ctx context.Context, p []byte) ([]byte, error) {
 	c.calls++
 	if c.log != nil {
@@ -78,6 +83,9 @@ func TestRunTransfersInterleavesAndCounts(t *testing.T) {
 	}
 	if res.Host["cpus"] == "" || res.Host["go"] == "" {
 		t.Errorf("host info missing: %v", res.Host)
+	}
+	if a.cleanups != a.calls {
+		t.Errorf("%d cleanups after %d calls", a.cleanups, a.calls)
 	}
 	if a.closed {
 		t.Error("RunTransfers closed a transfer it does not own")

@@ -159,7 +159,6 @@ func (s *Server) enqueueAsync(w http.ResponseWriter, r *http.Request, f *functio
 	httpx.WriteJSON(w, http.StatusAccepted, api.Accepted{ID: inv.ID, Status: string(inv.Status), URL: "/invocations/" + inv.ID})
 }
 
-
 func (s *Server) handleInvocation(w http.ResponseWriter, r *http.Request) {
 	inv, err := s.db.Invocation(r.PathValue("id"))
 	if errors.Is(err, state.ErrNotFound) {
@@ -233,7 +232,6 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, api.Function{Function: f, Version: version})
 }
 
-
 func (s *Server) view(f *function) api.Function {
 	st := f.route.stats()
 	s.mu.Lock()
@@ -280,8 +278,6 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("removed", "function", name)
 	w.WriteHeader(http.StatusNoContent)
 }
-
-
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := api.Status{Gateway: s.URL(), Nodes: []api.Node{}, Functions: []api.Function{}, Async: map[string]int{}}

@@ -50,11 +50,11 @@ type StartRequest struct {
 
 // Heartbeat is what a node agent reports to the control plane.
 type Heartbeat struct {
-	ID        string            `json:"id"`
-	Addr      string            `json:"addr"`
-	Boot      string            `json:"boot"` // changes every time the agent starts
+	ID        string         `json:"id"`
+	Addr      string         `json:"addr"`
+	Boot      string         `json:"boot"` // changes every time the agent starts
 	Instances []api.Instance `json:"instances"`
-	RSS       int64             `json:"rss"` // the agent's own resident memory
+	RSS       int64          `json:"rss"` // the agent's own resident memory
 }
 
 // Agent is a running node agent.

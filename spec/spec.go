@@ -1,8 +1,10 @@
-// Package spec defines the function spec that users deploy (YAML) and that the
-// control plane hands to node agents (JSON).
 package spec
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Function is a deployable function. The YAML form starts with `name:`.
 type Function struct {
@@ -70,3 +72,40 @@ const (
 	DefaultPanicWindow      = Duration(6 * time.Second)
 	DefaultScaleToZeroGrace = Duration(30 * time.Second)
 )
+
+// MaxSize is the largest spec Parse accepts, in bytes.
+const MaxSize = 1 << 20
+
+// ErrInvalid is wrapped by every error that Parse, ParseFile and Validate
+// return for a spec that is malformed or breaks a rule (errors.Is works on
+// the joined error). I/O errors from ParseFile do not wrap it.
+var ErrInvalid = errors.New("spec: invalid function spec")
+
+// A FieldError is one problem in a spec. Parse, ParseFile and Validate
+// return every problem they find, joined with errors.Join; use errors.As or
+// the joined error's Unwrap() []error to get at each one.
+type FieldError struct {
+	File  string // the spec file, set by ParseFile
+	Line  int    // 1-based line in the YAML; 0 when unknown
+	Field string // dotted path such as "scale.max"; empty for the document as a whole
+	Msg   string // what is wrong and what is allowed
+}
+
+func (e *FieldError) Error() string {
+	s := "spec: "
+	switch {
+	case e.File != "" && e.Line > 0:
+		s += fmt.Sprintf("%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		s += e.File + ": "
+	case e.Line > 0:
+		s += fmt.Sprintf("line %d: ", e.Line)
+	}
+	if e.Field != "" {
+		s += e.Field + ": "
+	}
+	return s + e.Msg
+}
+
+// Unwrap returns ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
