@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/internal/platform"
+	"github.com/handoff-dev/handoff/spec"
+)
+
+// These tests run the real binary: `handoff up` with node agents as separate
+// processes, functions as processes, HTTP on loopback.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "handoff-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "handoff")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building handoff: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startPlatform(t *testing.T, dir string, args ...string) *platform.Platform {
+	t.Helper()
+	p, err := platform.Start(context.Background(), platform.Options{Binary: binary, Dir: dir, Nodes: 2, Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
+// testfnSpec deploys internal/testfn under name with the given tweaks.
+func testfnSpec(t *testing.T, name string, tweak func(*spec.Function)) spec.Function {
+	t.Helper()
+	wd, _ := os.Getwd()
+	f := spec.Function{Name: name, Run: spec.Run{Go: filepath.Join(wd, "..", "..", "internal", "testfn")}}
+	f.Scale.Max = 4
+	f.Timeout = spec.Duration(30 * time.Second)
+	if tweak != nil {
+		tweak(&f)
+	}
+	f.ApplyDefaults()
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func deploy(t *testing.T, c *api.Client, f spec.Function) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := c.Deploy(ctx, f); err != nil {
+		t.Fatalf("deploy %s: %v", f.Name, err)
+	}
+}
+
+func invoke(t *testing.T, c *api.Client, name, body string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.Invoke(ctx, name, []byte(body))
+	if err != nil {
+		t.Fatalf("invoke %s %q: %v", name, body, err)
+	}
+	return string(out)
+}
+
+// checkFor polls fn until it returns nil or total passes.
+func checkFor(t *testing.T, total time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", total, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTwoNodeAgentsServeFunctionToFunctionCalls(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	st, err := p.Client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 || st.Nodes[0].Addr == st.Nodes[1].Addr {
+		t.Fatalf("want 2 node agents at distinct addresses, got %+v", st.Nodes)
+	}
+	for _, n := range st.Nodes {
+		if !n.Up || n.RSS == 0 {
+			t.Fatalf("node %s not up or reports no memory: %+v", n.ID, n)
+		}
+	}
+	// min 1 per function and 2 functions: the scheduler spreads instances
+	// over both agents, so the call crosses from one node agent to another.
+	deploy(t, p.Client, testfnSpec(t, "caller", func(f *spec.Function) { f.Scale.Min = 1 }))
+	deploy(t, p.Client, testfnSpec(t, "callee", func(f *spec.Function) { f.Scale.Min = 1 }))
+	if got := invoke(t, p.Client, "caller", "call callee echo across nodes"); got != "echo across nodes" {
+		t.Fatalf("caller → callee returned %q", got)
+	}
+	if got := invoke(t, p.Client, "caller", "env HANDOFF_FUNCTION"); got != "caller" {
+		t.Fatalf("HANDOFF_FUNCTION = %q", got)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		st, err := p.Client.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		nodes := map[string]bool{}
+		for _, n := range st.Nodes {
+			for _, in := range n.Instances {
+				nodes[n.ID] = true
+				if in.PID == 0 || in.State != "ready" {
+					return fmt.Errorf("instance %+v", in)
+				}
+			}
+		}
+		if len(nodes) != 2 {
+			return fmt.Errorf("instances on %d node agents; want both used", len(nodes))
+		}
+		return nil
+	})
+}
+
+func TestScaleFromZeroBuffersEveryRequest(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, testfnSpec(t, "cold", func(f *spec.Function) { f.Concurrency = 2 }))
+	fn, err := p.Client.Function(context.Background(), "cold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fn.Ready != 0 {
+		t.Fatalf("min scale 0 but %d instances ready before any request", fn.Ready)
+	}
+	const n = 24
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf("sleep 50ms request %d", i)
+			out, err := p.Client.Invoke(context.Background(), "cold", []byte(body))
+			if err == nil && string(out) != body {
+				err = fmt.Errorf("request %d got %q", i, out)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestOversizedInlineBodyGets413(t *testing.T) {
+	p := startPlatform(t, t.TempDir(), "--inline-max", "1Mi")
+	deploy(t, p.Client, testfnSpec(t, "echo", nil))
+	_, err := p.Client.Invoke(context.Background(), "echo", bytes.Repeat([]byte("x"), 2<<20))
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("err = %v; want a 413", err)
+	}
+	for _, want := range []string{"inline limit", "1 MiB", "--inline-max"} {
+		if !strings.Contains(se.Msg, want) {
+			t.Errorf("413 message %q does not mention %q", se.Msg, want)
+		}
+	}
+	// A chunked body (no Content-Length) over the limit is refused too.
+	rc, err := p.Client.InvokeStream(context.Background(), "echo", bytes.NewReader(bytes.Repeat([]byte("x"), 2<<20)), -1)
+	if err == nil {
+		rc.Close()
+		t.Fatal("a 2 MiB chunked body passed a 1 MiB inline limit")
+	}
+	if got := invoke(t, p.Client, "echo", "echo small"); got != "echo small" {
+		t.Fatalf("small body after a refusal: %q", got)
+	}
+}
+
+func TestCrashedInstanceIsRestarted(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, testfnSpec(t, "fragile", func(f *spec.Function) { f.Scale.Min, f.Scale.Max = 1, 1 }))
+	invoke(t, p.Client, "fragile", "echo warm")
+	_, err := p.Client.Invoke(context.Background(), "fragile", []byte("crash"))
+	if err == nil {
+		t.Fatal("a crashing request succeeded")
+	}
+	checkFor(t, 15*time.Second, func() error {
+		out, err := p.Client.Invoke(context.Background(), "fragile", []byte("echo again"))
+		if err != nil {
+			return err
+		}
+		if string(out) != "echo again" {
+			return fmt.Errorf("got %q", out)
+		}
+		return nil
+	})
+	checkFor(t, 5*time.Second, func() error {
+		st, _ := p.Client.Status(context.Background())
+		for _, n := range st.Nodes {
+			for _, in := range n.Instances {
+				if in.Function == "fragile" && in.Restarts >= 1 {
+					return nil
+				}
+			}
+		}
+		return errors.New("no fragile instance reports a restart")
+	})
+}
+
+func TestStartFailureIsReportedNotHung(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, testfnSpec(t, "broken", func(f *spec.Function) { f.Env = map[string]string{"TESTFN_FAIL_START": "1"} }))
+	start := time.Now()
+	_, err := p.Client.Invoke(context.Background(), "broken", []byte("echo"))
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v; want 503", err)
+	}
+	if !strings.Contains(se.Msg, "TESTFN_FAIL_START") {
+		t.Errorf("error %q does not show the instance's own message", se.Msg)
+	}
+	if time.Since(start) > 25*time.Second {
+		t.Errorf("the failure took %s to report", time.Since(start))
+	}
+}
+
+func TestAsyncInvocationSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	p := startPlatform(t, dir)
+	// The function cannot start, so the invocations stay queued and retried;
+	// then the platform is killed as in a crash.
+	f := testfnSpec(t, "later", func(f *spec.Function) { f.Env = map[string]string{"TESTFN_FAIL_START": "1"} })
+	deploy(t, p.Client, f)
+	var ids []string
+	for i := range 5 {
+		acc, err := p.Client.InvokeAsync(context.Background(), "later", []byte(fmt.Sprintf("echo job %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, acc.ID)
+	}
+	p.Kill()
+
+	p = startPlatform(t, dir)
+	delete(f.Env, "TESTFN_FAIL_START")
+	deploy(t, p.Client, f) // the fixed version
+	for i, id := range ids {
+		checkFor(t, 60*time.Second, func() error {
+			inv, err := p.Client.Invocation(context.Background(), id)
+			if err != nil {
+				return err
+			}
+			if inv.Status != "succeeded" {
+				return fmt.Errorf("invocation %s is %s (%s)", id, inv.Status, inv.Error)
+			}
+			if want := fmt.Sprintf("echo job %d", i); inv.Output == nil || *inv.Output != want {
+				return fmt.Errorf("invocation %s output %v; want %q", id, inv.Output, want)
+			}
+			return nil
+		})
+	}
+}
+
+func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, testfnSpec(t, "slow", func(f *spec.Function) { f.Scale.Min = 1 }))
+	invoke(t, p.Client, "slow", "echo warm")
+	done := make(chan error, 1)
+	go func() {
+		out, err := p.Client.Invoke(context.Background(), "slow", []byte("sleep 1s drained"))
+		if err == nil && string(out) != "sleep 1s drained" {
+			err = fmt.Errorf("got %q", out)
+		}
+		done <- err
+	}()
+	checkFor(t, 5*time.Second, func() error {
+		fn, err := p.Client.Function(context.Background(), "slow")
+		if err != nil || fn.InFlight == 0 {
+			return fmt.Errorf("request not in flight yet (%v)", err)
+		}
+		return nil
+	})
+	if err := p.Stop(); err != nil {
+		t.Fatalf("handoff up exited with %v after SIGTERM", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight request lost on shutdown: %v", err)
+	}
+}
+
+func TestCLIReportsBadSpecClearly(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("name: Bad_Name\nrun:\n  command: /bin/true\nconcurency: 3\n"), 0o600)
+	cmd := exec.Command(binary, "deploy", "-f", bad, "--gateway", "http://127.0.0.1:1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("deploying a bad spec succeeded")
+	}
+	for _, want := range []string{"name", "concurency", "concurrency"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output %q does not mention %q", out, want)
+		}
+	}
+}
+
+func TestCLIRoundTrip(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	env := append(os.Environ(), "HANDOFF_GATEWAY="+p.URL)
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("handoff %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	wd, _ := os.Getwd()
+	specFile := filepath.Join(wd, "..", "..", "examples", "echo", "echo.yaml")
+	if out := run("", "deploy", "-f", specFile); !strings.Contains(out, "deployed echo") {
+		t.Fatalf("deploy: %s", out)
+	}
+	if out := run("through stdin", "invoke", "echo"); out != "through stdin" {
+		t.Fatalf("invoke via stdin: %q", out)
+	}
+	if out := run("", "invoke", "echo", "-d", "inline data"); out != "inline data" {
+		t.Fatalf("invoke -d: %q", out)
+	}
+	if out := run("", "ls"); !strings.Contains(out, "echo") {
+		t.Fatalf("ls: %s", out)
+	}
+	if out := run("", "status"); !strings.Contains(out, "n1") || !strings.Contains(out, "n2") {
+		t.Fatalf("status: %s", out)
+	}
+	id := strings.TrimSpace(run("", "invoke", "echo", "-d", "queued", "--async"))
+	checkFor(t, 10*time.Second, func() error {
+		out := run("", "result", id)
+		if !strings.Contains(out, "succeeded") || !strings.HasSuffix(out, "queued") {
+			return fmt.Errorf("result: %q", out)
+		}
+		return nil
+	})
+	run("", "logs", "echo")
+	if out := run("", "rm", "echo"); !strings.Contains(out, "removed echo") {
+		t.Fatalf("rm: %s", out)
+	}
+	cmd := exec.Command(binary, "invoke", "echo", "-d", "x")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not deployed") {
+		t.Fatalf("invoking a removed function: %v %s", err, out)
+	}
+}

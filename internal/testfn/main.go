@@ -1,0 +1,61 @@
+// Command testfn is a function for end-to-end tests. Its behaviour is chosen
+// per request by the first word of the body:
+//
+//	echo ...        returns the body
+//	call NAME ...   invokes function NAME through the node agent with the rest
+//	sleep D ...     sleeps for duration D, then returns the body
+//	crash           exits the process with status 3
+//	env NAME        returns the value of environment variable NAME
+//	fail            answers 500
+//
+// With TESTFN_FAIL_START=1 it exits at start-up with a message, to test
+// start failures.
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/handoff-dev/handoff/sdk"
+)
+
+func main() {
+	if os.Getenv("TESTFN_FAIL_START") == "1" {
+		fmt.Fprintln(os.Stderr, "testfn: refusing to start: TESTFN_FAIL_START=1")
+		os.Exit(2)
+	}
+	sdk.Serve(handle)
+}
+
+func handle(ctx context.Context, in []byte) ([]byte, error) {
+	word, rest, _ := bytes.Cut(in, []byte(" "))
+	switch string(word) {
+	case "echo":
+		return in, nil
+	case "call":
+		name, body, _ := bytes.Cut(rest, []byte(" "))
+		return sdk.Invoke(ctx, string(name), body)
+	case "sleep":
+		ds, _, _ := bytes.Cut(rest, []byte(" "))
+		d, err := time.ParseDuration(string(ds))
+		if err != nil {
+			return nil, sdk.Errorf(400, "sleep: %v", err)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return in, nil
+	case "crash":
+		os.Exit(3)
+	case "env":
+		return []byte(os.Getenv(string(bytes.TrimSpace(rest)))), nil
+	case "fail":
+		return nil, fmt.Errorf("testfn: failing as asked")
+	}
+	return in, nil
+}
