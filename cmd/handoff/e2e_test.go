@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -123,6 +124,18 @@ func TestTwoNodeAgentsServeFunctionToFunctionCalls(t *testing.T) {
 	deploy(t, p.Client, testfnSpec(t, "callee", func(f *spec.Function) { f.Scale.Min = 1 }))
 	if got := invoke(t, p.Client, "caller", "call callee echo across nodes"); got != "echo across nodes" {
 		t.Fatalf("caller → callee returned %q", got)
+	}
+	// The request id given to the outer call reaches the inner one.
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/fn/caller", strings.NewReader("call callee reqid"))
+	req.Header.Set("X-Handoff-Request-Id", "trace-4711")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(inner) != "trace-4711" || resp.Header.Get("X-Handoff-Request-Id") != "trace-4711" {
+		t.Fatalf("request id: inner call saw %q, response header %q; want trace-4711 on both", inner, resp.Header.Get("X-Handoff-Request-Id"))
 	}
 	if got := invoke(t, p.Client, "caller", "env HANDOFF_FUNCTION"); got != "caller" {
 		t.Fatalf("HANDOFF_FUNCTION = %q", got)
@@ -272,6 +285,9 @@ func TestAsyncInvocationSurvivesRestart(t *testing.T) {
 	p.Kill()
 
 	p = startPlatform(t, dir)
+	if _, err := p.Client.Function(context.Background(), "later"); err != nil {
+		t.Fatalf("the deployed function did not survive the restart: %v", err)
+	}
 	delete(f.Env, "TESTFN_FAIL_START")
 	deploy(t, p.Client, f) // the fixed version
 	for i, id := range ids {

@@ -7,6 +7,7 @@
 //	crash           exits the process with status 3
 //	env NAME        returns the value of environment variable NAME
 //	fail            answers 500
+//	reqid           returns the request id the platform gave this invocation
 //
 // With TESTFN_FAIL_START=1 it exits at start-up with a message, to test
 // start failures.
@@ -54,6 +55,8 @@ func handle(ctx context.Context, in []byte) ([]byte, error) {
 		os.Exit(3)
 	case "env":
 		return []byte(os.Getenv(string(bytes.TrimSpace(rest)))), nil
+	case "reqid":
+		return []byte(sdk.RequestID(ctx)), nil
 	case "fail":
 		return nil, fmt.Errorf("testfn: failing as asked")
 	}
