@@ -174,3 +174,53 @@ func TestLookMinIOMissing(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotInstalled naming the build command", err)
 	}
 }
+
+// TestEnsureMinIOBuilds runs EnsureMinIO against a stand-in go tool that
+// "builds" a minio in a moment, to check the command, the environment and
+// the progress lines without the real minutes-long build.
+func TestEnsureMinIOBuilds(t *testing.T) {
+	tools, bin := t.TempDir(), filepath.Join(t.TempDir(), "bin")
+	script := `#!/bin/sh
+case "$1" in
+env) echo "$FAKE_GOPATH" ;;
+install)
+	echo "$*" > "$GOBIN/args"
+	echo "$GOFLAGS" > "$GOBIN/flags"
+	echo "go: downloading something"
+	sleep 0.3
+	printf '#!/bin/sh\n' > "$GOBIN/minio"
+	chmod +x "$GOBIN/minio" ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(tools, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", tools+":/bin:/usr/bin")
+	t.Setenv("FAKE_GOPATH", t.TempDir())
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 50 * time.Millisecond
+
+	var log strings.Builder
+	p, err := EnsureMinIO(context.Background(), bin, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != filepath.Join(bin, "minio") {
+		t.Errorf("path %q, want %q", p, filepath.Join(bin, "minio"))
+	}
+	for _, want := range []string{"building MinIO from the Go module proxy", "still building MinIO", "go: downloading", "built MinIO in"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	args, _ := os.ReadFile(filepath.Join(bin, "args"))
+	flags, _ := os.ReadFile(filepath.Join(bin, "flags"))
+	if strings.TrimSpace(string(args)) != "install "+MinIOModule || strings.TrimSpace(string(flags)) != "-mod=mod" {
+		t.Errorf("ran go %s with GOFLAGS=%s", args, flags)
+	}
+	// Now cached: no second build.
+	log.Reset()
+	if _, err := EnsureMinIO(context.Background(), bin, &log); err != nil || log.Len() != 0 {
+		t.Errorf("second call: err %v, log %q; want the cached binary silently", err, log.String())
+	}
+}

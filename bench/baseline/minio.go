@@ -23,6 +23,9 @@ import (
 // MinIOModule is what EnsureMinIO builds when MinIO is missing.
 const MinIOModule = "github.com/minio/minio@latest"
 
+// progressEvery is how often EnsureMinIO reports a build in progress.
+var progressEvery = 10 * time.Second
+
 // LookMinIO returns the path of a minio binary in binDir, on PATH or in the
 // Go bin directory ($(go env GOPATH)/bin), in that order, or ErrNotInstalled.
 func LookMinIO(binDir string) (string, error) {
@@ -90,7 +93,7 @@ func EnsureMinIO(ctx context.Context, binDir string, log io.Writer) (string, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(10 * time.Second)
+	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
 	for {
 		select {
