@@ -96,7 +96,7 @@ type Server struct {
 	db      *state.DB
 	policy  xfer.Policy
 	metrics *metrics
-	toNodes *http.Transport
+	toNodes http.RoundTripper // small requests on the fast path (httpx.Hybrid)
 	ln      net.Listener
 	ready   chan struct{}
 	pokes   chan string   // function names that need the scaler now
@@ -147,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "control"),
 		db:      db,
 		policy:  xfer.Policy{InlineMax: cfg.InlineMax},
-		toNodes: httpx.Transport(),
+		toNodes: httpx.NewHybrid(),
 		ln:      ln,
 		ready:   make(chan struct{}),
 		pokes:   make(chan string, 64),

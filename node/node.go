@@ -63,8 +63,8 @@ type Agent struct {
 	log     *slog.Logger
 	boot    string
 	metrics *metrics
-	toInst  *http.Transport // to instances on this node
-	toCtl   *http.Transport // to the control plane
+	toInst  http.RoundTripper // to instances on this node (httpx.Hybrid)
+	toCtl   http.RoundTripper // to the control plane (httpx.Hybrid)
 
 	ln      net.Listener
 	localLn net.Listener
@@ -96,8 +96,8 @@ func New(cfg Config) (*Agent, error) {
 		log:       cfg.Logger.With("node", cfg.ID),
 		boot:      fmt.Sprintf("%d", time.Now().UnixNano()),
 		metrics:   newMetrics(cfg.ID),
-		toInst:    httpx.Transport(),
-		toCtl:     httpx.Transport(),
+		toInst:    httpx.NewHybrid(),
+		toCtl:     httpx.NewHybrid(),
 		instances: make(map[string]*supervisor.Instance),
 	}
 	return a, nil
@@ -333,7 +333,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer inst.End()
-	fn := inst.Info().Function
+	fn := r.Header.Get(httpx.HeaderFunction) // set by the gateway; Info() would read /proc
 	start := time.Now()
 	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", nil)
 	if errors.Is(err, httpx.ErrUpstream) {
