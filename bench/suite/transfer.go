@@ -189,7 +189,7 @@ func (e Env) writeReports(res bench.Result, name, title string) error {
 	if err := report.WriteMarkdown(w, res); err != nil {
 		return err
 	}
-	for _, base := range []string{"redis", "minio"} {
+	for _, base := range []string{"redis", "minio-shm", "minio-disk"} {
 		if _, ok := res.Lookup(base, res.Sizes()[0]); ok {
 			fmt.Fprintln(w)
 			if err := report.WriteRatios(w, res, base, "handoff-f2f", "handoff-gw"); err != nil {

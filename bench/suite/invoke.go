@@ -1,0 +1,222 @@
+package suite
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/bench"
+	"github.com/handoff-dev/handoff/bench/load"
+	"github.com/handoff-dev/handoff/bench/raw"
+	"github.com/handoff-dev/handoff/spec"
+)
+
+// InvokeResult is what `handoff bench invoke` measures.
+type InvokeResult struct {
+	Started time.Time         `json:"started"`
+	Host    map[string]string `json:"host"`
+	// Latency of a 64-byte invocation, sequential, warm.
+	Direct  bench.Point `json:"direct"`  // plain HTTP straight to the instance
+	Gateway bench.Point `json:"gateway"` // through the gateway and the node agent
+	// Raw limits of this machine, same run: 64-byte round trips.
+	RawHTTP bench.Point `json:"raw_http"`
+	RawTCP  bench.Point `json:"raw_tcp"`
+	RawUnix bench.Point `json:"raw_unix"`
+	// Warm throughput, requests per second, closed loop.
+	Concurrency    int         `json:"concurrency"`
+	DirectRPS      float64     `json:"direct_rps"`
+	GatewayRPS     float64     `json:"gateway_rps"`
+	GatewayErrors  int         `json:"gateway_errors"`
+	GatewayLoadP50 int64       `json:"gateway_load_p50_ns"`
+	GatewayLoadP99 int64       `json:"gateway_load_p99_ns"`
+	ColdStart      bench.Point `json:"cold_start"`       // platform: first request to a function with no instance
+	ColdStartSpawn bench.Point `json:"cold_start_spawn"` // node agent: spawn to ready, as reported by the supervisor
+}
+
+// Invoke measures the gateway path against plain HTTP straight to the
+// instance, in the same run: latency p50/p99, warm throughput, and cold starts.
+func Invoke(ctx context.Context, e Env) (InvokeResult, error) {
+	res := InvokeResult{Started: time.Now().UTC(), Host: bench.HostInfo(), Concurrency: 32}
+	n, dur, colds := 5000, 5*time.Second, 15
+	if e.Quick {
+		n, dur, colds = 200, 500*time.Millisecond, 2
+	}
+	p, stop, err := e.startPlatform(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	if err := e.deploy(ctx, p.Client, "echo", "examples/echo", func(f *spec.Function) {
+		f.Scale.Min, f.Scale.Max, f.Concurrency, f.Memory = 1, 1, 1000, 0
+	}); err != nil {
+		return res, err
+	}
+	addr, err := instanceAddr(ctx, p.Client, "echo")
+	if err != nil {
+		return res, err
+	}
+	payload := bytes.Repeat([]byte("x"), 64)
+	direct := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", bytes.NewReader(payload))
+		return r
+	}
+	gateway := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodPost, p.URL+"/fn/echo", bytes.NewReader(payload))
+		return r
+	}
+
+	// Interleave blocks of both so that machine noise hits them alike.
+	fmt.Fprintf(e.Log, "latency: %d sequential 64-byte invocations each, direct and through the gateway\n", n)
+	dc, gc := load.NewClient(1), load.NewClient(1)
+	var dLat, gLat []time.Duration
+	for block := 0; block < 10; block++ {
+		d, err := load.Latency(ctx, dc, direct, n/10)
+		if err != nil {
+			return res, fmt.Errorf("direct: %w", err)
+		}
+		g, err := load.Latency(ctx, gc, gateway, n/10)
+		if err != nil {
+			return res, fmt.Errorf("gateway: %w", err)
+		}
+		dLat, gLat = append(dLat, d...), append(gLat, g...)
+	}
+	res.Direct = bench.Summarize("direct", 64, dLat)
+	res.Gateway = bench.Summarize("gateway", 64, gLat)
+	if res.RawHTTP, err = raw.HTTPEcho(ctx, 64, n/5); err != nil {
+		return res, err
+	}
+	if res.RawTCP, err = raw.RoundTrip(ctx, "tcp", 64, n/5); err != nil {
+		return res, err
+	}
+	if res.RawUnix, err = raw.RoundTrip(ctx, "unix", 64, n/5); err != nil {
+		return res, err
+	}
+
+	fmt.Fprintf(e.Log, "throughput: %d concurrent clients for %s, direct and through the gateway\n", res.Concurrency, dur)
+	res.DirectRPS, _, _, err = load.Throughput(ctx, nil, direct, res.Concurrency, dur)
+	if err != nil {
+		return res, fmt.Errorf("direct throughput: %w", err)
+	}
+	var lat []time.Duration
+	res.GatewayRPS, lat, res.GatewayErrors, err = load.Throughput(ctx, nil, gateway, res.Concurrency, dur)
+	if err != nil {
+		return res, fmt.Errorf("gateway throughput: %w", err)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.GatewayLoadP50 = int64(bench.Percentile(lat, 50))
+		res.GatewayLoadP99 = int64(bench.Percentile(lat, 99))
+	}
+
+	fmt.Fprintf(e.Log, "cold starts: %d functions invoked for the first time\n", colds)
+	if err := coldStarts(ctx, e, p.Client, colds, &res); err != nil {
+		return res, err
+	}
+	return res, e.writeInvoke(res)
+}
+
+// coldStarts deploys copies of echo that run the already-built binary (so no
+// build is timed) with no instance, and times each one's first invocation.
+func coldStarts(ctx context.Context, e Env, cl *api.Client, n int, res *InvokeResult) error {
+	bin := filepath.Join(e.Out, "echo-cold")
+	if err := os.MkdirAll(e.Out, 0o755); err != nil {
+		return err
+	}
+	if err := goBuild(ctx, e.Repo, bin, "./examples/echo"); err != nil {
+		return err
+	}
+	var first, spawn []time.Duration
+	for i := range n {
+		name := fmt.Sprintf("cold-%d", i)
+		f := spec.Function{Name: name, Run: spec.Run{Command: bin, Dir: e.Repo}}
+		f.ApplyDefaults()
+		if _, err := cl.Deploy(ctx, f); err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := cl.Invoke(ctx, name, []byte("hi")); err != nil {
+			return err
+		}
+		first = append(first, time.Since(start))
+		// The node agent reports the instance with its next heartbeat.
+		d, err := spawnTime(ctx, cl, name)
+		if err != nil {
+			return err
+		}
+		spawn = append(spawn, d)
+		if err := cl.Remove(ctx, name); err != nil {
+			return err
+		}
+	}
+	res.ColdStart = bench.Summarize("cold-start", 0, first)
+	res.ColdStartSpawn = bench.Summarize("spawn-to-ready", 0, spawn)
+	return nil
+}
+
+func (e Env) writeInvoke(r InvokeResult) error {
+	f, err := e.create("invoke.json")
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	md, err := e.create("invoke.md")
+	if err != nil {
+		return err
+	}
+	defer md.Close()
+	w := io.MultiWriter(md, e.Log)
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+	fmt.Fprintf(w, "\n| 64-byte invocation, warm, sequential | p50 | p99 |\n|---|---|---|\n")
+	fmt.Fprintf(w, "| raw TCP round trip (this machine) | %s | %s |\n", us(r.RawTCP.P50), us(r.RawTCP.P99))
+	fmt.Fprintf(w, "| raw Unix socket round trip | %s | %s |\n", us(r.RawUnix.P50), us(r.RawUnix.P99))
+	fmt.Fprintf(w, "| raw net/http echo | %s | %s |\n", us(r.RawHTTP.P50), us(r.RawHTTP.P99))
+	fmt.Fprintf(w, "| direct HTTP to the instance | %s | %s |\n", us(r.Direct.P50), us(r.Direct.P99))
+	fmt.Fprintf(w, "| through the gateway | %s | %s |\n", us(r.Gateway.P50), us(r.Gateway.P99))
+	fmt.Fprintf(w, "| **gateway overhead** | **%s** | %s |\n", us(r.Gateway.P50-r.Direct.P50), us(r.Gateway.P99-r.Direct.P99))
+	fmt.Fprintf(w, "\n| warm throughput, %d clients | requests/s |\n|---|---|\n", r.Concurrency)
+	fmt.Fprintf(w, "| direct HTTP to the instance | %.0f |\n", r.DirectRPS)
+	fmt.Fprintf(w, "| through the gateway | %.0f (p50 %s, p99 %s under load; %d errors) |\n", r.GatewayRPS,
+		us(time.Duration(r.GatewayLoadP50)), us(time.Duration(r.GatewayLoadP99)), r.GatewayErrors)
+	fmt.Fprintf(w, "| gateway / direct | %.2f |\n", r.GatewayRPS/r.DirectRPS)
+	fmt.Fprintf(w, "\n| cold start (n=%d) | p50 | p99 |\n|---|---|---|\n", r.ColdStart.N)
+	fmt.Fprintf(w, "| first request to a function with no instance (gateway) | %s | %s |\n", ms(r.ColdStart.P50), ms(r.ColdStart.P99))
+	fmt.Fprintf(w, "| spawn to ready (node agent) | %s | %s |\n", ms(r.ColdStartSpawn.P50), ms(r.ColdStartSpawn.P99))
+	fmt.Fprintf(e.Log, "\nreports: %s.{json,md}\n", filepath.Join(e.Out, "invoke"))
+	return nil
+}
+
+// spawnTime waits for a node agent to report fn's instance and returns its
+// spawn-to-ready time.
+func spawnTime(ctx context.Context, cl *api.Client, fn string) (time.Duration, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, nd := range st.Nodes {
+			for _, in := range nd.Instances {
+				if in.Function == fn && in.ColdStart > 0 {
+					return in.ColdStart, nil
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no node agent reported an instance of %s within 10s", fn)
+}
