@@ -35,7 +35,7 @@ func redisBin(t *testing.T) string {
 		return p
 	}
 	if os.Getenv(installEnv) == "" {
-		t.Skipf("redis-server is not installed: install it with `apt-get install redis-server` (or scripts/install-redis.sh), or set %s=1 to let the test install it", installEnv)
+		t.Skipf("redis-server is not installed: install it with `apt-get install redis-server` (or `make deps`), or set %s=1 to let the test install it", installEnv)
 	}
 	p, err := EnsureRedis(context.Background(), logWriter{t})
 	if err != nil {
@@ -63,7 +63,7 @@ func minioBin(t *testing.T) string {
 		return p
 	}
 	if os.Getenv(installEnv) == "" {
-		t.Skipf("minio is not built: run scripts/build-minio.sh, or set %s=1 to let the test build it into bin/ (3-5 minutes)", installEnv)
+		t.Skipf("minio is not built: run `make deps-bench`, or set %s=1 to let the test build it into bin/ (3-5 minutes)", installEnv)
 	}
 	p, err := EnsureMinIO(context.Background(), repoBin(t), logWriter{t})
 	if err != nil {
