@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,4 +400,56 @@ func TestCLIRoundTrip(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "not deployed") {
 		t.Fatalf("invoking a removed function: %v %s", err, out)
 	}
+}
+
+func TestAutoscalerScalesWithLoadAndToZero(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, testfnSpec(t, "elastic", func(f *spec.Function) {
+		f.Concurrency, f.Scale.Max, f.Scale.Target = 2, 4, 1
+		f.Scale.StableWindow = spec.Duration(4 * time.Second)
+		f.Scale.PanicWindow = spec.Duration(time.Second)
+		f.Scale.ScaleToZeroGrace = spec.Duration(2 * time.Second)
+	}))
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := p.Client.Invoke(ctx, "elastic", []byte("sleep 100ms")); err != nil && ctx.Err() == nil {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	peak := 0
+	checkFor(t, 20*time.Second, func() error {
+		fn, err := p.Client.Function(context.Background(), "elastic")
+		if err != nil {
+			return err
+		}
+		peak = max(peak, fn.Ready)
+		if fn.Ready < 3 {
+			return fmt.Errorf("8 clients at target 1: %d instances ready (desired %d: %s)", fn.Ready, fn.Desired, fn.Reason)
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d invocations failed while scaling up", n)
+	}
+	checkFor(t, 30*time.Second, func() error {
+		fn, err := p.Client.Function(context.Background(), "elastic")
+		if err != nil {
+			return err
+		}
+		if fn.Ready+fn.Starting+fn.Draining > 0 {
+			return fmt.Errorf("idle function still has %d ready, %d draining (%s)", fn.Ready, fn.Draining, fn.Reason)
+		}
+		return nil
+	})
+	t.Logf("peak %d instances; scaled back to zero", peak)
 }
