@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func cmdUp(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	servePprof(log, 0)
 	tokenFile := filepath.Join(abs, "cluster.token")
 	token, err := clusterToken(tokenFile)
 	if err != nil {
@@ -142,6 +144,9 @@ func cmdNode(args []string) error {
 		return fmt.Errorf("cluster token: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if n, err := strconv.Atoi(strings.TrimPrefix(*id, "n")); err == nil {
+		servePprof(log, n)
+	}
 	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log})
 	if err != nil {
 		return err
