@@ -19,7 +19,7 @@ deps:
 deps-bench: deps
 	./scripts/install-minio.sh
 
-test: deps build
+test: deps-bench build
 	$(GO) vet ./...
 	$(GO) test -timeout 14m ./...
 

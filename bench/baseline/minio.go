@@ -21,7 +21,7 @@ import (
 )
 
 // MinIOModule is what EnsureMinIO builds when MinIO is missing.
-const MinIOModule = "github.com/minio/minio@latest"
+const MinIOModule = "github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
 
 // progressEvery is how often EnsureMinIO reports a build in progress.
 var progressEvery = 10 * time.Second
