@@ -71,6 +71,7 @@ type Agent struct {
 
 	mu        sync.Mutex // guards all following fields
 	instances map[string]*supervisor.Instance
+	starting  map[string]bool // ids reserved by a start in progress
 	closing   bool
 }
 
@@ -99,6 +100,7 @@ func New(cfg Config) (*Agent, error) {
 		toInst:    httpx.NewHybrid(),
 		toCtl:     httpx.NewHybrid(),
 		instances: make(map[string]*supervisor.Instance),
+		starting:  make(map[string]bool),
 	}
 	return a, nil
 }
@@ -225,11 +227,15 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
 		return
 	}
-	if _, dup := a.instances[id]; dup {
+	if _, dup := a.instances[id]; dup || a.starting[id] {
 		a.mu.Unlock()
 		httpx.WriteError(w, http.StatusConflict, "instance_exists", "instance "+id+" already runs on node "+a.cfg.ID)
 		return
 	}
+	// Reserve the id for the length of the start, so that a concurrent start
+	// of the same id gets 409 instead of a second process that nothing
+	// tracks or stops.
+	a.starting[id] = true
 	a.mu.Unlock()
 
 	command := fn.Run.Command
@@ -261,12 +267,26 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	inst, err := supervisor.Start(r.Context(), cfg)
 	if err != nil {
+		a.mu.Lock()
+		delete(a.starting, id)
+		a.mu.Unlock()
 		a.metrics.startFailures.WithLabelValues(fn.Name).Inc()
 		httpx.WriteError(w, http.StatusUnprocessableEntity, "start_failed", fmt.Sprintf("function %s could not start on node %s: %v", fn.Name, a.cfg.ID, err))
 		return
 	}
 	a.metrics.coldStart.WithLabelValues(fn.Name).Observe(time.Since(start).Seconds())
 	a.mu.Lock()
+	delete(a.starting, id)
+	if a.closing {
+		// Run's stopAll has already taken its list of instances: this one
+		// would outlive the agent.
+		a.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = inst.Stop(ctx)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
+		return
+	}
 	a.instances[id] = inst
 	a.mu.Unlock()
 	go func() {
