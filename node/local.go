@@ -33,6 +33,7 @@ func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_name", err.Error())
 		return
 	}
+	enableFullDuplex(w)
 	start := time.Now()
 	status, in, out, err := httpx.Forward(w, r, a.toCtl, a.cfg.ControlURL+"/fn/"+name, func(h http.Header) {
 		h.Set("Authorization", "Bearer "+a.cfg.Token)

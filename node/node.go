@@ -354,6 +354,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	defer inst.End()
 	fn := r.Header.Get(httpx.HeaderFunction) // set by the gateway; Info() would read /proc
+	enableFullDuplex(w)
 	start := time.Now()
 	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", nil)
 	if errors.Is(err, httpx.ErrUpstream) {
@@ -382,6 +383,17 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 			fh.Close()
 		}
 	}
+}
+
+// enableFullDuplex lets a proxy handler write its answer while the request
+// body is still being read. Without it, the server's first flush of the answer
+// drains and closes the request body; when the transport forwarding that body
+// has sent every byte but not yet read its EOF (the instance answered as soon
+// as it had the whole input), that read fails with "invalid Read on closed
+// Body", the transport drops the connection, and the answer is cut off
+// midway (the client sees unexpected EOF).
+func enableFullDuplex(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).EnableFullDuplex()
 }
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }
