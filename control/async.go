@@ -118,7 +118,7 @@ func (s *Server) invokeInternal(f *function, input []byte, rid string) (int, []b
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	httpx.SetToken(req.Header, s.cfg.Token)
 	req.Header.Set(httpx.HeaderRequestID, rid)
 	req.Header.Set(httpx.HeaderFunction, f.spec.Name)
 	resp, err := s.toNodes.RoundTrip(req)

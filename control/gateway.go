@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,9 +40,8 @@ func (s *Server) handler() http.Handler {
 
 // nodeOnly admits requests that carry the cluster token.
 func (s *Server) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
-	want := []byte("Bearer " + s.cfg.Token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if !httpx.HasToken(r.Header, s.cfg.Token) {
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "only node agents of this cluster may call this endpoint")
 			return
 		}
@@ -71,8 +69,14 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		notDeployed(w, name)
 		return
 	}
+	// Only a node agent (holding the cluster token) may say which function
+	// calls; anyone else is a client.
+	caller := ""
+	if httpx.HasToken(r.Header, s.cfg.Token) {
+		caller = r.Header.Get(httpx.HeaderCaller)
+	}
 	if r.ContentLength > 0 {
-		if _, _, err := s.policy.Choose(xfer.Edge{From: r.Header.Get(httpx.HeaderCaller), To: name, Size: r.ContentLength}); err != nil {
+		if _, _, err := s.policy.Choose(xfer.Edge{From: caller, To: name, Size: r.ContentLength}); err != nil {
 			s.metrics.invocations.WithLabelValues(name, "413").Inc()
 			httpx.WriteError(w, http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
 			return
@@ -99,7 +103,12 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.route.release(b)
 	status, in, out, err := httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, func(h http.Header) {
-		h.Set("Authorization", "Bearer "+s.cfg.Token)
+		httpx.SetToken(h, s.cfg.Token)
+		if caller != "" {
+			h.Set(httpx.HeaderCaller, caller)
+		} else {
+			h.Del(httpx.HeaderCaller)
+		}
 		h.Set(httpx.HeaderRequestID, rid)
 		h.Set(httpx.HeaderFunction, name)
 	})

@@ -155,7 +155,7 @@ func (s *Server) nodeRequest(ctx context.Context, method, nodeID, path string, b
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	httpx.SetToken(req.Header, s.cfg.Token)
 	return s.toNodes.RoundTrip(req)
 }
 

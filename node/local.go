@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,30 +22,58 @@ import (
 // A function-to-function call goes to the gateway, whose router picks the
 // receiving instance as for any call; the node agent is the sender's trusted
 // component on that path (where reference passing will hook in).
-func (a *Agent) localHandler() http.Handler {
+//
+// Every instance gets a socket of its own, so the agent knows which function
+// calls without trusting anything the caller says; caller is that function
+// ("" on the node-wide socket, which anonymous local tools may use).
+func (a *Agent) localHandler(caller string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("POST /fn/{name}", a.handleLocalInvoke)
+	mux.HandleFunc("POST /fn/{name}", func(w http.ResponseWriter, r *http.Request) { a.handleLocalInvoke(w, r, caller) })
 	return mux
 }
 
-func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request) {
+func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request, caller string) {
 	name := r.PathValue("name")
 	if err := spec.CheckName(name); err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_name", err.Error())
 		return
 	}
-	enableFullDuplex(w)
 	start := time.Now()
 	status, in, out, err := httpx.Forward(w, r, a.toCtl, a.cfg.ControlURL+"/fn/"+name, func(h http.Header) {
-		h.Set("Authorization", "Bearer "+a.cfg.Token)
-		h.Set(httpx.HeaderCaller, r.Header.Get(httpx.HeaderFunction))
+		httpx.SetToken(h, a.cfg.Token)
+		h.Set(httpx.HeaderCaller, caller)
 	})
 	if errors.Is(err, httpx.ErrUpstream) {
 		status = http.StatusBadGateway
 		httpx.WriteError(w, status, "gateway_unreachable", fmt.Sprintf("node %s could not reach the gateway to call %s: %v", a.cfg.ID, name, errors.Unwrap(err)))
 	}
 	a.metrics.observeLocal(name, status, time.Since(start), in, out)
+}
+
+// instanceAPI serves the local API on a socket of the instance's own, until
+// the returned stop is called.
+func (a *Agent) instanceAPI(fn string) (path string, stop func(), err error) {
+	a.mu.Lock()
+	a.sockets++
+	n := a.sockets
+	a.mu.Unlock()
+	// Short names: a Unix socket path must fit in 108 bytes.
+	path = filepath.Join(a.cfg.Dir, "api", strconv.FormatUint(n, 10)+".sock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", nil, err
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return "", nil, fmt.Errorf("local API socket for %s: %w", fn, err)
+	}
+	srv := &http.Server{Handler: a.localHandler(fn), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return path, func() {
+		srv.Close()
+		os.Remove(path)
+	}, nil
 }
 
 // heartbeats registers the agent and reports its instances until ctx is done.
@@ -77,7 +107,7 @@ func (a *Agent) beat(ctx context.Context, client *http.Client) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
+	httpx.SetToken(req.Header, a.cfg.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {

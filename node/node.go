@@ -9,7 +9,6 @@ package node
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +72,7 @@ type Agent struct {
 	instances map[string]*supervisor.Instance
 	starting  map[string]bool // ids reserved by a start in progress
 	closing   bool
+	sockets   uint64 // instance sockets made, for their names
 }
 
 // New prepares an agent; Run starts it.
@@ -136,7 +136,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
-	local := &http.Server{Handler: a.localHandler(), ReadHeaderTimeout: 10 * time.Second}
+	local := &http.Server{Handler: a.localHandler(""), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
@@ -184,8 +184,7 @@ func (a *Agent) stopAll(grace time.Duration) {
 }
 
 func (a *Agent) authorized(r *http.Request) bool {
-	want := "Bearer " + a.cfg.Token
-	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) == 1
+	return httpx.HasToken(r.Header, a.cfg.Token)
 }
 
 func (a *Agent) apiHandler() http.Handler {
@@ -237,6 +236,21 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 	// tracks or stops.
 	a.starting[id] = true
 	a.mu.Unlock()
+	if err := spec.CheckName(fn.Name); err != nil || !validID(id) {
+		a.mu.Lock()
+		delete(a.starting, id)
+		a.mu.Unlock()
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("start request: function %q or instance id %q is not a valid name", fn.Name, id))
+		return
+	}
+	sock, stopAPI, err := a.instanceAPI(fn.Name)
+	if err != nil {
+		a.mu.Lock()
+		delete(a.starting, id)
+		a.mu.Unlock()
+		httpx.WriteError(w, http.StatusInternalServerError, "start_failed", err.Error())
+		return
+	}
 
 	command := fn.Run.Command
 	if req.Binary != "" {
@@ -255,7 +269,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		Args:         fn.Run.Args,
 		Dir:          fn.Run.Dir,
 		Env:          env,
-		APISocket:    a.SocketPath(),
+		APISocket:    sock,
 		Memory:       int64(fn.Memory),
 		CgroupParent: "handoff/" + a.cfg.ID,
 		LogPath:      filepath.Join(a.cfg.Dir, "logs", fn.Name, id+".log"),
@@ -267,6 +281,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	inst, err := supervisor.Start(r.Context(), cfg)
 	if err != nil {
+		stopAPI()
 		a.mu.Lock()
 		delete(a.starting, id)
 		a.mu.Unlock()
@@ -284,6 +299,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = inst.Stop(ctx)
+		stopAPI()
 		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
 		return
 	}
@@ -291,6 +307,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	go func() {
 		<-inst.Wait()
+		stopAPI()
 		a.mu.Lock()
 		if a.instances[id] == inst {
 			delete(a.instances, id)
@@ -354,9 +371,10 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	defer inst.End()
 	fn := r.Header.Get(httpx.HeaderFunction) // set by the gateway; Info() would read /proc
-	enableFullDuplex(w)
 	start := time.Now()
-	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", nil)
+	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", func(h http.Header) {
+		h.Del(httpx.HeaderToken) // the cluster token never reaches an instance
+	})
 	if errors.Is(err, httpx.ErrUpstream) {
 		status = http.StatusBadGateway
 		httpx.WriteError(w, status, "instance_failed", fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, id, a.cfg.ID, errors.Unwrap(err)))
@@ -385,15 +403,17 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// enableFullDuplex lets a proxy handler write its answer while the request
-// body is still being read. Without it, the server's first flush of the answer
-// drains and closes the request body; when the transport forwarding that body
-// has sent every byte but not yet read its EOF (the instance answered as soon
-// as it had the whole input), that read fails with "invalid Read on closed
-// Body", the transport drops the connection, and the answer is cut off
-// midway (the client sees unexpected EOF).
-func enableFullDuplex(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).EnableFullDuplex()
+// validID reports whether id can name an instance (and its log file).
+func validID(id string) bool {
+	if id == "" || len(id) > 80 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func trimExt(s string) string { return s[:len(s)-len(filepath.Ext(s))] }

@@ -81,7 +81,7 @@ func newFakeControl(t *testing.T) *fakeControl {
 		}
 		fc.mu.Lock()
 		fc.heartbeats = append(fc.heartbeats, hb)
-		fc.hbAuth = append(fc.hbAuth, r.Header.Get("Authorization"))
+		fc.hbAuth = append(fc.hbAuth, r.Header.Get(httpx.HeaderToken))
 		fc.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -90,7 +90,7 @@ func newFakeControl(t *testing.T) *fakeControl {
 		name := r.PathValue("name")
 		fc.mu.Lock()
 		fc.calls = append(fc.calls, controlCall{
-			name: name, auth: r.Header.Get("Authorization"),
+			name: name, auth: r.Header.Get(httpx.HeaderToken),
 			caller: r.Header.Get(httpx.HeaderCaller), body: string(b),
 		})
 		fc.mu.Unlock()
@@ -229,7 +229,7 @@ func (h *harness) do(method, path, token string, body []byte, hdr ...string) (in
 		h.t.Fatal(err)
 	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(httpx.HeaderToken, token)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -389,20 +389,21 @@ func TestAPINeedsClusterToken(t *testing.T) {
 	}
 	auths := map[string]string{
 		"no header":      "",
-		"wrong token":    "Bearer not-the-token",
-		"token prefix":   "Bearer " + testToken[:len(testToken)-1],
-		"token extended": "Bearer " + testToken + "x",
-		"no Bearer":      testToken,
-		"other scheme":   "Basic " + testToken,
-		"upper-cased":    "Bearer " + strings.ToUpper(testToken),
+		"wrong token":    "not-the-token",
+		"token prefix":   testToken[:len(testToken)-1],
+		"token extended": testToken + "x",
+		"with a scheme":  "Bearer " + testToken,
+		"upper-cased":    strings.ToUpper(testToken),
 	}
 	body := startRequest(t, "echo", nil)
 	for _, c := range calls {
 		for what, auth := range auths {
 			req, _ := http.NewRequest(c.method, h.base+c.path, bytes.NewReader(body))
 			if auth != "" {
-				req.Header.Set("Authorization", auth)
+				req.Header.Set(httpx.HeaderToken, auth)
 			}
+			// The token travels in its own header, never in Authorization.
+			req.Header.Set("Authorization", "Bearer "+testToken)
 			resp, err := h.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -474,7 +475,7 @@ func TestStartListHeartbeat(t *testing.T) {
 		if !ok {
 			return errors.New("no heartbeat reached the control plane")
 		}
-		if auth != "Bearer "+testToken {
+		if auth != testToken {
 			return fmt.Errorf("heartbeat Authorization %q, want the cluster token", auth)
 		}
 		if hb.ID != "n1" || hb.Addr != h.agent.Addr() || hb.Boot == "" {
@@ -500,10 +501,14 @@ func TestInvokeProxiesToInstance(t *testing.T) {
 		t.Errorf("invoke echo: %d %q, want 200 %q", status, out, "echo some input")
 	}
 	// The instance runs with the spec's env and the contract variables.
-	for name, want := range map[string]string{"GREETING": "hello from the spec", "HANDOFF_INSTANCE": "i1", "HANDOFF_FUNCTION": "echo", "HANDOFF_NODE": "n1", "HANDOFF_API": h.agent.SocketPath()} {
+	for name, want := range map[string]string{"GREETING": "hello from the spec", "HANDOFF_INSTANCE": "i1", "HANDOFF_FUNCTION": "echo", "HANDOFF_NODE": "n1"} {
 		if status, out := h.invoke("i1", "echo", "env "+name); status != http.StatusOK || out != want {
 			t.Errorf("invoke env %s: %d %q, want 200 %q", name, status, out, want)
 		}
+	}
+	// Each instance has a local API socket of its own.
+	if status, out := h.invoke("i1", "echo", "env HANDOFF_API"); status != http.StatusOK || filepath.Dir(out) != filepath.Join(filepath.Dir(h.agent.SocketPath()), "api") {
+		t.Errorf("invoke env HANDOFF_API: %d %q, want a socket in the agent's api/ directory", status, out)
 	}
 	if status, out := h.invoke("i1", "echo", "env NODE_TEST_SECRET"); status != http.StatusOK || out != "" {
 		t.Errorf("invoke env NODE_TEST_SECRET: %d %q, want 200 and empty", status, out)
@@ -553,7 +558,7 @@ func TestStopDrainsInFlight(t *testing.T) {
 	go func() {
 		// Not h.invoke: t.Fatal must not run outside the test goroutine.
 		req, _ := http.NewRequest("POST", h.base+"/v1/invoke/i1", strings.NewReader(in))
-		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set(httpx.HeaderToken, testToken)
 		req.Header.Set(httpx.HeaderFunction, "sleepy")
 		resp, err := h.client.Do(req)
 		if err != nil {
@@ -629,8 +634,10 @@ func TestLocalAPIForwardsToGateway(t *testing.T) {
 		t.Errorf("local GET /healthz: status %d, want 200", resp.StatusCode)
 	}
 
+	// The node-wide socket is anonymous: a caller cannot claim a function.
 	req, _ := http.NewRequest("POST", "http://handoff/fn/other", strings.NewReader("ping"))
 	req.Header.Set(httpx.HeaderFunction, "caller-fn")
+	req.Header.Set(httpx.HeaderCaller, "caller-fn")
 	resp, err = lc.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -644,8 +651,8 @@ func TestLocalAPIForwardsToGateway(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("the control plane got %d calls to other, want 1", len(calls))
 	}
-	if c := calls[0]; c.auth != "Bearer "+testToken || c.caller != "caller-fn" || c.body != "ping" {
-		t.Errorf("the control plane got %+v, want the cluster token, caller caller-fn and body ping", c)
+	if c := calls[0]; c.auth != testToken || c.caller != "" || c.body != "ping" {
+		t.Errorf("the control plane got %+v, want the cluster token, no caller and body ping", c)
 	}
 
 	// Bodies beyond the fast path's limit come back whole.
@@ -693,12 +700,10 @@ func TestLocalAPIFromInstance(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("the control plane got %d calls to other, want 1", len(calls))
 	}
-	if c := calls[0]; c.auth != "Bearer "+testToken || c.body != "hi there" {
-		t.Errorf("the control plane got %+v, want the cluster token and body %q", c, "hi there")
+	// The caller is known from the instance's own socket.
+	if c := calls[0]; c.auth != testToken || c.body != "hi there" || c.caller != "caller" {
+		t.Errorf("the control plane got %+v, want the cluster token, caller %q and body %q", c, "caller", "hi there")
 	}
-	// Not checked: c.caller. The agent copies X-Handoff-Caller from the
-	// request's X-Handoff-Function, which the SDK does not send, so a call
-	// from a real instance reaches the gateway with an empty caller.
 }
 
 func TestLocalAPIGatewayDown(t *testing.T) {
@@ -793,7 +798,7 @@ func TestConcurrentStartsOfOneID(t *testing.T) {
 	for range 2 {
 		go func() {
 			req, _ := http.NewRequest("PUT", h.base+"/v1/instances/i1", bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testToken)
+			req.Header.Set(httpx.HeaderToken, testToken)
 			resp, err := h.client.Do(req)
 			if err != nil {
 				res <- result{err: err}

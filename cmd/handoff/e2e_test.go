@@ -453,3 +453,33 @@ func TestAutoscalerScalesWithLoadAndToZero(t *testing.T) {
 	})
 	t.Logf("peak %d instances; scaled back to zero", peak)
 }
+
+func TestInstancesSeeClientHeadersButNeverTheClusterToken(t *testing.T) {
+	dir := t.TempDir()
+	p := startPlatform(t, dir)
+	deploy(t, p.Client, testfnSpec(t, "headers", nil))
+	token, err := os.ReadFile(filepath.Join(dir, "cluster.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/fn/headers", strings.NewReader("x"))
+	req.Header.Set("X-Testfn-Headers", "1")
+	req.Header.Set("Authorization", "Bearer the-users-own")
+	req.Header.Set("X-Handoff-Caller", "someone-else") // a client cannot claim to be a function
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	seen := string(b)
+	if !strings.Contains(seen, "Authorization: Bearer the-users-own") {
+		t.Errorf("the client's Authorization did not reach the function:\n%s", seen)
+	}
+	if strings.Contains(seen, strings.TrimSpace(string(token))) {
+		t.Errorf("the cluster token reached an instance:\n%s", seen)
+	}
+	if strings.Contains(seen, "someone-else") {
+		t.Errorf("a client's X-Handoff-Caller reached the function:\n%s", seen)
+	}
+}

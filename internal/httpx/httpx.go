@@ -5,6 +5,7 @@ package httpx
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,7 +21,20 @@ const (
 	HeaderFunction  = "X-Handoff-Function"
 	HeaderCaller    = "X-Handoff-Caller"
 	HeaderInstance  = "X-Handoff-Instance"
+	// HeaderToken carries the cluster token between the control plane and
+	// node agents. It is a header of its own, not Authorization, so that a
+	// client's Authorization reaches its function untouched; node agents
+	// strip it before a request reaches an instance.
+	HeaderToken = "X-Handoff-Token"
 )
+
+// SetToken marks an internal request with the cluster token.
+func SetToken(h http.Header, token string) { h.Set(HeaderToken, token) }
+
+// HasToken reports, in constant time, whether h carries the cluster token.
+func HasToken(h http.Header, token string) bool {
+	return subtle.ConstantTimeCompare([]byte(h.Get(HeaderToken)), []byte(token)) == 1
+}
 
 // Error is the JSON body of every error reply at the edge.
 type Error struct {
@@ -100,7 +114,14 @@ var ErrUpstream = errors.New("httpx: upstream failed")
 // and response bodies. An error wrapping ErrUpstream means no response was
 // written and the caller may reply itself.
 func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url string, set func(http.Header)) (status int, in, out int64, err error) {
+	// Full duplex lets the answer flow back while the request body is still
+	// read. Without it the server's first flush of the answer closes the
+	// request body, and net/http's Transport, whose write loop reads the body
+	// once more for EOF after sending it all, fails that read and cuts the
+	// answer off (the client sees unexpected EOF).
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	body := &countingReader{r: r.Body}
+	defer body.Close()
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, body)
 	if err != nil {
 		return 0, 0, 0, errors.Join(ErrUpstream, err)
@@ -119,7 +140,8 @@ func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url s
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return 0, body.n, 0, errors.Join(ErrUpstream, err)
+		body.Close()
+		return 0, body.count(), 0, errors.Join(ErrUpstream, err)
 	}
 	defer resp.Body.Close()
 	h := w.Header()
@@ -130,18 +152,41 @@ func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url s
 	}
 	w.WriteHeader(resp.StatusCode)
 	out, err = Copy(w, resp.Body)
-	return resp.StatusCode, body.n, out, err
+	body.Close()
+	return resp.StatusCode, body.count(), out, err
 }
 
+// countingReader counts the body bytes forwarded. Close fences it: once it
+// returns, no Read of the underlying body is running or will start, so the
+// server may drain the body after the handler without racing a transport
+// goroutine that still holds it.
 type countingReader struct {
-	r io.Reader
-	n int64
+	mu     sync.Mutex // guards all following fields, held across a Read
+	r      io.Reader
+	n      int64
+	closed bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, io.ErrClosedPipe
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
 }
 
-func (c *countingReader) Close() error { return nil }
+func (c *countingReader) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return nil
+}
+
+func (c *countingReader) count() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}

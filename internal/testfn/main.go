@@ -9,6 +9,9 @@
 //	fail            answers 500
 //	reqid           returns the request id the platform gave this invocation
 //
+// A request with the header X-Testfn-Headers: 1 is answered with the
+// request's headers, one "Name: value" line each, sorted.
+//
 // With TESTFN_FAIL_START=1 it exits at start-up with a message, to test
 // start failures.
 package main
@@ -17,7 +20,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/sdk"
@@ -28,7 +34,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testfn: refusing to start: TESTFN_FAIL_START=1")
 		os.Exit(2)
 	}
-	sdk.Serve(handle)
+	fn := sdk.HandlerFunc(handle)
+	sdk.ServeHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Testfn-Headers") != "1" {
+			fn.ServeHTTP(w, r)
+			return
+		}
+		var lines []string
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				lines = append(lines, k+": "+v)
+			}
+		}
+		sort.Strings(lines)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
+	}))
 }
 
 func handle(ctx context.Context, in []byte) ([]byte, error) {
