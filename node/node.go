@@ -377,9 +377,29 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, httpx.ErrUpstream) {
 		status = http.StatusBadGateway
-		httpx.WriteError(w, status, "instance_failed", fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, id, a.cfg.ID, errors.Unwrap(err)))
+		msg := fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, id, a.cfg.ID, errors.Unwrap(err))
+		if exit := exitAfterFailure(inst); exit != "" {
+			msg += "; the instance exited: " + exit + " (see `handoff logs " + fn + "`)"
+		}
+		httpx.WriteError(w, status, "instance_failed", msg)
 	}
 	a.metrics.observeInvoke(fn, status, time.Since(start), in, out)
+}
+
+// exitAfterFailure waits briefly for the supervisor to notice that an
+// instance died under a request, so the caller learns why (an OOM kill names
+// the memory limit); "" if it still runs.
+func exitAfterFailure(inst *supervisor.Instance) string {
+	deadline := time.Now().Add(250 * time.Millisecond)
+	for {
+		if st := inst.State(); st != supervisor.Ready && st != supervisor.Draining {
+			return inst.Info().LastExit
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // handleLogs returns the logs of every instance of a function on this node,

@@ -105,8 +105,17 @@ var hopHeaders = map[string]bool{
 }
 
 // ErrUpstream marks a failure to reach or read from the next hop (as opposed to
-// the next hop answering with an error status).
+// the next hop answering with an error status). errors.Unwrap of such an
+// error gives the cause.
 var ErrUpstream = errors.New("httpx: upstream failed")
+
+type upstreamError struct{ err error }
+
+func (e upstreamError) Error() string        { return e.err.Error() }
+func (e upstreamError) Unwrap() error        { return e.err }
+func (e upstreamError) Is(target error) bool { return target == ErrUpstream }
+
+func upstream(err error) error { return upstreamError{err} }
 
 // Forward sends r's method, body and end-to-end headers to url over rt, then
 // streams the answer back into w. set may add or override headers on the
@@ -124,7 +133,7 @@ func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url s
 	defer body.Close()
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, body)
 	if err != nil {
-		return 0, 0, 0, errors.Join(ErrUpstream, err)
+		return 0, 0, 0, upstream(err)
 	}
 	if r.ContentLength == 0 || r.Body == http.NoBody {
 		req.Body = http.NoBody
@@ -141,7 +150,7 @@ func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url s
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		body.Close()
-		return 0, body.count(), 0, errors.Join(ErrUpstream, err)
+		return 0, body.count(), 0, upstream(err)
 	}
 	defer resp.Body.Close()
 	h := w.Header()
@@ -171,7 +180,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return 0, io.ErrClosedPipe
+		// EOF, not an error: a transport that reads once more after the
+		// whole body was sent expects exactly that; one that was cut off
+		// early sees a short body and drops its connection.
+		return 0, io.EOF
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
