@@ -18,8 +18,9 @@ import (
 
 // Client talks to a Handoff gateway.
 type Client struct {
-	Base string // e.g. "http://127.0.0.1:7070"
-	HTTP *http.Client
+	Base  string // e.g. "http://127.0.0.1:7070"
+	Token string // the admin token, for the management API
+	HTTP  *http.Client
 }
 
 // NewClient returns a client for the gateway at base with a keep-alive
@@ -58,6 +59,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -171,6 +175,9 @@ func (c *Client) Logs(ctx context.Context, name string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/v1/logs/"+url.PathEscape(name), nil)
 	if err != nil {
 		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

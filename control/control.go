@@ -36,10 +36,12 @@ import (
 
 // Config configures the control plane.
 type Config struct {
-	Dir       string // state directory (state.db, built binaries)
-	Listen    string // gateway address; "127.0.0.1:0" picks a free port
-	Token     string // the cluster token node agents present
-	InlineMax int64  // largest inline body; 0 means xfer.DefaultInlineMax
+	Dir    string // state directory (state.db, built binaries)
+	Listen string // gateway address; "127.0.0.1:0" picks a free port
+	Token  string // the cluster token node agents present
+	// AdminToken guards the management API (deploy, remove, status, logs).
+	AdminToken string
+	InlineMax  int64 // largest inline body; 0 means xfer.DefaultInlineMax
 	// MaxQueue bounds the requests waiting per function (default 1000).
 	MaxQueue int
 	// AsyncWorkers run async invocations concurrently (default 16).
@@ -130,8 +132,8 @@ type instanceRef struct {
 // New opens the state under cfg.Dir and prepares the server; Run serves.
 func New(cfg Config) (*Server, error) {
 	cfg.defaults()
-	if cfg.Dir == "" || cfg.Token == "" {
-		return nil, errors.New("control: Dir and Token are required")
+	if cfg.Dir == "" || cfg.Token == "" || cfg.AdminToken == "" {
+		return nil, errors.New("control: Dir, Token and AdminToken are required")
 	}
 	db, err := state.Open(filepath.Join(cfg.Dir, "state.db"), cfg.Clock)
 	if err != nil {

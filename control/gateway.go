@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,12 +27,13 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /fn/{name}", s.handleInvoke)
 	mux.HandleFunc("GET /invocations/{id}", s.handleInvocation)
 	mux.HandleFunc("GET /invocations/{id}/output", s.handleInvocationOutput)
-	mux.HandleFunc("PUT /v1/functions/{name}", s.handleDeploy)
-	mux.HandleFunc("GET /v1/functions", s.handleListFunctions)
-	mux.HandleFunc("GET /v1/functions/{name}", s.handleGetFunction)
-	mux.HandleFunc("DELETE /v1/functions/{name}", s.handleRemove)
-	mux.HandleFunc("GET /v1/status", s.handleStatus)
-	mux.HandleFunc("GET /v1/logs/{name}", s.handleLogs)
+	// The management API runs programs on the nodes: it needs the admin token.
+	mux.HandleFunc("PUT /v1/functions/{name}", s.adminOnly(s.handleDeploy))
+	mux.HandleFunc("GET /v1/functions", s.adminOnly(s.handleListFunctions))
+	mux.HandleFunc("GET /v1/functions/{name}", s.adminOnly(s.handleGetFunction))
+	mux.HandleFunc("DELETE /v1/functions/{name}", s.adminOnly(s.handleRemove))
+	mux.HandleFunc("GET /v1/status", s.adminOnly(s.handleStatus))
+	mux.HandleFunc("GET /v1/logs/{name}", s.adminOnly(s.handleLogs))
 	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Handle("GET /metrics", s.metrics.handler())
@@ -43,6 +45,18 @@ func (s *Server) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !httpx.HasToken(r.Header, s.cfg.Token) {
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "only node agents of this cluster may call this endpoint")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// adminOnly admits requests that carry the admin token as a bearer token.
+func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	want := []byte("Bearer " + s.cfg.AdminToken)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "the management API needs the admin token: the CLI reads it from the state directory of `handoff up` (admin.token), or give --token / $HANDOFF_TOKEN")
 			return
 		}
 		h(w, r)

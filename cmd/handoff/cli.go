@@ -24,6 +24,7 @@ func gatewayFlag(fs interface {
 	String(name, value, usage string) *string
 }) func() (*api.Client, error) {
 	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the running `handoff up`)")
+	tok := fs.String("token", "", "admin token for the management API (default $HANDOFF_TOKEN, else admin.token in the default state directory)")
 	return func() (*api.Client, error) {
 		url := *g
 		if url == "" {
@@ -39,7 +40,17 @@ func gatewayFlag(fs interface {
 		if !strings.Contains(url, "://") {
 			url = "http://" + url
 		}
-		return api.NewClient(url), nil
+		c := api.NewClient(url)
+		c.Token = *tok
+		if c.Token == "" {
+			c.Token = os.Getenv("HANDOFF_TOKEN")
+		}
+		if c.Token == "" {
+			if b, err := os.ReadFile(filepath.Join(defaultDir(), "admin.token")); err == nil {
+				c.Token = strings.TrimSpace(string(b))
+			}
+		}
+		return c, nil
 	}
 }
 
@@ -178,6 +189,9 @@ func cmdInvoke(args []string) error {
 	return err
 }
 
+// valueFlags are the invoke flags that take a value.
+var valueFlags = map[string]bool{"d": true, "gateway": true, "token": true}
+
 // reorder moves flags after the positional NAME to the front, so that
 // `handoff invoke echo -d hi` works as users expect.
 func reorder(args []string) []string {
@@ -186,7 +200,7 @@ func reorder(args []string) []string {
 		a := args[i]
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && (a == "-d" || a == "--d" || a == "-gateway" || a == "--gateway") && i+1 < len(args) {
+			if !strings.Contains(a, "=") && valueFlags[strings.TrimLeft(a, "-")] && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}

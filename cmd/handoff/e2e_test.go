@@ -353,7 +353,7 @@ func TestCLIReportsBadSpecClearly(t *testing.T) {
 
 func TestCLIRoundTrip(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
-	env := append(os.Environ(), "HANDOFF_GATEWAY="+p.URL)
+	env := append(os.Environ(), "HANDOFF_GATEWAY="+p.URL, "HANDOFF_TOKEN="+p.Token)
 	run := func(stdin string, args ...string) string {
 		t.Helper()
 		cmd := exec.Command(binary, args...)
@@ -399,6 +399,13 @@ func TestCLIRoundTrip(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not deployed") {
 		t.Fatalf("invoking a removed function: %v %s", err, out)
+	}
+	// Without the admin token the management API refuses, and says why.
+	cmd = exec.Command(binary, "deploy", "-f", specFile)
+	cmd.Env = append(os.Environ(), "HANDOFF_GATEWAY="+p.URL, "HANDOFF_TOKEN=wrong", "HOME="+t.TempDir())
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin token") {
+		t.Fatalf("deploy with a wrong admin token: %v %s", err, out)
 	}
 }
 

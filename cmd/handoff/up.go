@@ -52,11 +52,15 @@ func cmdUp(args []string) error {
 
 	servePprof(log, 0)
 	tokenFile := filepath.Join(abs, "cluster.token")
-	token, err := clusterToken(tokenFile)
+	token, err := secret(tokenFile)
 	if err != nil {
 		return err
 	}
-	srv, err := control.New(control.Config{Dir: abs, Listen: *listen, Token: token, InlineMax: int64(max), Logger: log})
+	admin, err := secret(filepath.Join(abs, "admin.token"))
+	if err != nil {
+		return err
+	}
+	srv, err := control.New(control.Config{Dir: abs, Listen: *listen, Token: token, AdminToken: admin, InlineMax: int64(max), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -105,15 +109,16 @@ func cmdUp(args []string) error {
 	return err
 }
 
-// clusterToken reads the cluster token, creating it on first use. Node
-// agents present it to the control plane and the control plane to them.
-func clusterToken(path string) (string, error) {
+// secret reads a 256-bit token from path, creating it (mode 0600) on first
+// use: the cluster token that node agents and the control plane present to
+// each other, and the admin token of the management API.
+func secret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
 		return strings.TrimSpace(string(b)), nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("cluster token %s: %w", path, err)
+		return "", fmt.Errorf("token %s: %w", path, err)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -121,7 +126,7 @@ func clusterToken(path string) (string, error) {
 	}
 	tok := hex.EncodeToString(raw[:])
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("cluster token %s: %w", path, err)
+		return "", fmt.Errorf("token %s: %w", path, err)
 	}
 	return tok, nil
 }

@@ -21,6 +21,7 @@ import (
 // Platform is a running `handoff up`.
 type Platform struct {
 	URL    string
+	Token  string // the admin token
 	Dir    string
 	Client *api.Client
 	cmd    *exec.Cmd
@@ -86,6 +87,13 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 	case url := <-ready:
 		p.URL = url
 		p.Client = api.NewClient(url)
+		tok, err := os.ReadFile(filepath.Join(o.Dir, "admin.token"))
+		if err != nil {
+			p.Kill()
+			return nil, fmt.Errorf("handoff up is ready but its admin token is unreadable: %w", err)
+		}
+		p.Token = strings.TrimSpace(string(tok))
+		p.Client.Token = p.Token
 		return p, nil
 	case err := <-p.exited:
 		return nil, fmt.Errorf("handoff up exited before it was ready (%v); see %s", err, filepath.Join(o.Dir, "platform.log"))
