@@ -122,7 +122,11 @@ func IsCountRequest(in []byte) bool { return len(in) > 0 && in[0] == '{' }
 // MergeRequest is the input of wc-merge: either the counts themselves or the
 // S3 keys of the counts.
 type MergeRequest struct {
-	Counts []json.RawMessage `json:"counts,omitempty"`
-	S3     *S3               `json:"s3,omitempty"`
-	Keys   []string          `json:"keys,omitempty"`
+	// Combine asks for the merged Counts themselves instead of a Summary, so
+	// that merges can form a tree: no single request has to carry every
+	// chunk's counts.
+	Combine bool              `json:"combine,omitempty"`
+	Counts  []json.RawMessage `json:"counts,omitempty"`
+	S3      *S3               `json:"s3,omitempty"`
+	Keys    []string          `json:"keys,omitempty"`
 }

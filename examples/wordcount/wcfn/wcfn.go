@@ -124,7 +124,7 @@ func defaultCountsKey(key string) string {
 // MergeHandler is wc-merge: it merges the counts given inline ("counts") and
 // those stored in S3 ("s3" and "keys") and returns a wc.Summary.
 func MergeHandler(ctx context.Context, in []byte) ([]byte, error) {
-	const want = `{"counts":[{"word":count,...},...]} or {"s3":{...},"keys":["run/counts/0",...]}`
+	const want = `{"counts":[{"word":count,...},...]} or {"s3":{...},"keys":["run/counts/0",...]}, with "combine":true for merged counts instead of a summary`
 	var req wc.MergeRequest
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, badInput(MergeFunction, err, want)
@@ -155,6 +155,9 @@ func MergeHandler(ctx context.Context, in []byte) ([]byte, error) {
 			}
 			total.Merge(c)
 		}
+	}
+	if req.Combine {
+		return total.Encode(), nil
 	}
 	return json.Marshal(wc.Summarize(total, wc.TopN))
 }
