@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,58 +18,59 @@ import (
 	"github.com/handoff-dev/handoff/xfer"
 )
 
-// gatewayFlag adds --gateway to fs and returns a function resolving the
-// gateway: the flag, else $HANDOFF_GATEWAY, else the platform that
-// `handoff up` last started with the default state directory.
-func gatewayFlag(fs interface {
-	String(name, value, usage string) *string
-}) func() (*api.Client, error) {
+// connect adds --gateway and --token to fs, parses args, checks that exactly
+// want positional arguments remain, and
+// returns a client for the platform: the gateway from the flag, else
+// $HANDOFF_GATEWAY, else the platform that `handoff up` last started with the
+// default state directory; the admin token from the flag, else
+// $HANDOFF_TOKEN, else that directory's admin.token.
+func connect(fs *flag.FlagSet, args []string, want int) (*api.Client, error) {
 	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the running `handoff up`)")
 	tok := fs.String("token", "", "admin token for the management API (default $HANDOFF_TOKEN, else admin.token in the default state directory)")
-	return func() (*api.Client, error) {
-		url := *g
-		if url == "" {
-			url = os.Getenv("HANDOFF_GATEWAY")
-		}
-		if url == "" {
-			b, err := os.ReadFile(filepath.Join(defaultDir(), "gateway"))
-			if err != nil {
-				return nil, errors.New("no platform found: start one with `handoff up`, or give --gateway / $HANDOFF_GATEWAY")
-			}
-			url = strings.TrimSpace(string(b))
-		}
-		if !strings.Contains(url, "://") {
-			url = "http://" + url
-		}
-		c := api.NewClient(url)
-		c.Token = *tok
-		if c.Token == "" {
-			c.Token = os.Getenv("HANDOFF_TOKEN")
-		}
-		if c.Token == "" {
-			if b, err := os.ReadFile(filepath.Join(defaultDir(), "admin.token")); err == nil {
-				c.Token = strings.TrimSpace(string(b))
-			}
-		}
-		return c, nil
+	if err := parse(fs, reorder(args)); err != nil {
+		return nil, err
 	}
+	if fs.NArg() != want {
+		return nil, fmt.Errorf("got %d arguments, want %d; usage: handoff %s", fs.NArg(), want, usages[fs.Name()])
+	}
+	url := *g
+	if url == "" {
+		url = os.Getenv("HANDOFF_GATEWAY")
+	}
+	if url == "" {
+		b, err := os.ReadFile(filepath.Join(defaultDir(), "gateway"))
+		if err != nil {
+			return nil, errors.New("no platform found: start one with `handoff up`, or give --gateway / $HANDOFF_GATEWAY")
+		}
+		url = strings.TrimSpace(string(b))
+	}
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	c := api.NewClient(url)
+	c.Token = *tok
+	if c.Token == "" {
+		c.Token = os.Getenv("HANDOFF_TOKEN")
+	}
+	if c.Token == "" {
+		if b, err := os.ReadFile(filepath.Join(defaultDir(), "admin.token")); err == nil {
+			c.Token = strings.TrimSpace(string(b))
+		}
+	}
+	return c, nil
 }
 
 func cmdDeploy(args []string) error {
 	fs := newFlags("deploy", "deploy -f SPEC.yaml")
 	file := fs.String("f", "", "function spec (YAML)")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
+	c, err := connect(fs, args, 0)
+	if err != nil {
 		return err
 	}
 	if *file == "" {
 		return errors.New("give the spec with -f SPEC.yaml")
 	}
 	f, err := spec.ParseFile(*file)
-	if err != nil {
-		return err
-	}
-	c, err := client()
 	if err != nil {
 		return err
 	}
@@ -84,11 +86,7 @@ func cmdDeploy(args []string) error {
 
 func cmdLs(args []string) error {
 	fs := newFlags("ls", "ls")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect(fs, args, 0)
 	if err != nil {
 		return err
 	}
@@ -111,14 +109,7 @@ func cmdLs(args []string) error {
 
 func cmdRm(args []string) error {
 	fs := newFlags("rm", "rm NAME")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("give one function name: handoff rm NAME")
-	}
-	c, err := client()
+	c, err := connect(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -133,18 +124,11 @@ func cmdInvoke(args []string) error {
 	fs := newFlags("invoke", "invoke NAME [-d DATA|@FILE] [--async]")
 	data := fs.String("d", "", "input: DATA, or @FILE to read a file (default: stdin)")
 	async := fs.Bool("async", false, "queue the invocation and print its id")
-	client := gatewayFlag(fs)
-	if err := parse(fs, reorder(args)); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("give one function name: handoff invoke NAME")
-	}
-	name := fs.Arg(0)
-	c, err := client()
+	c, err := connect(fs, args, 1)
 	if err != nil {
 		return err
 	}
+	name := fs.Arg(0)
 	var in io.Reader
 	size := int64(-1)
 	switch {
@@ -213,14 +197,7 @@ func reorder(args []string) []string {
 
 func cmdResult(args []string) error {
 	fs := newFlags("result", "result ID")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("give one invocation id: handoff result ID")
-	}
-	c, err := client()
+	c, err := connect(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -246,14 +223,7 @@ func cmdResult(args []string) error {
 
 func cmdLogs(args []string) error {
 	fs := newFlags("logs", "logs NAME")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("give one function name: handoff logs NAME")
-	}
-	c, err := client()
+	c, err := connect(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -262,11 +232,7 @@ func cmdLogs(args []string) error {
 
 func cmdStatus(args []string) error {
 	fs := newFlags("status", "status")
-	client := gatewayFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect(fs, args, 0)
 	if err != nil {
 		return err
 	}

@@ -107,9 +107,13 @@ func defaultDir() string {
 	return filepath.Join(home, ".handoff")
 }
 
+// usages holds each command's usage line, for argument errors.
+var usages = map[string]string{}
+
 // newFlags returns a flag set that prints its usage on -h and whose errors
 // become one line.
 func newFlags(name, usage string) *flag.FlagSet {
+	usages[name] = usage
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
