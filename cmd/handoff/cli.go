@@ -27,7 +27,7 @@ import (
 func connect(fs *flag.FlagSet, args []string, want int) (*api.Client, error) {
 	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the running `handoff up`)")
 	tok := fs.String("token", "", "admin token for the management API (default $HANDOFF_TOKEN, else admin.token in the default state directory)")
-	if err := parse(fs, reorder(args)); err != nil {
+	if err := parse(fs, reorder(fs, args)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() != want {
@@ -173,24 +173,35 @@ func cmdInvoke(args []string) error {
 	return err
 }
 
-// valueFlags are the invoke flags that take a value.
-var valueFlags = map[string]bool{"d": true, "gateway": true, "token": true}
-
-// reorder moves flags after the positional NAME to the front, so that
-// `handoff invoke echo -d hi` works as users expect.
-func reorder(args []string) []string {
+// reorder moves flags after the positional arguments to the front, so that
+// `handoff invoke echo -d hi` works as users expect. A flag takes the next
+// argument as its value unless it is boolean or written -flag=value.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && valueFlags[strings.TrimLeft(a, "-")] && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || len(a) == 1 {
+			pos = append(pos, a)
 			continue
 		}
-		pos = append(pos, a)
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil || i+1 == len(args) {
+			continue // an unknown flag is parse's to report
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		flags = append(flags, args[i+1])
+		i++
 	}
 	return append(flags, pos...)
 }
