@@ -25,7 +25,7 @@ import (
 // default state directory; the admin token from the flag, else
 // $HANDOFF_TOKEN, else that directory's admin.token.
 func connect(fs *flag.FlagSet, args []string, want int) (*api.Client, error) {
-	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the running `handoff up`)")
+	g := fs.String("gateway", "", "gateway URL (default $HANDOFF_GATEWAY, else the platform handoff up started last)")
 	tok := fs.String("token", "", "admin token for the management API (default $HANDOFF_TOKEN, else admin.token in the default state directory)")
 	if err := parse(fs, reorder(fs, args)); err != nil {
 		return nil, err

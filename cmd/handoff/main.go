@@ -116,19 +116,16 @@ func newFlags(name, usage string) *flag.FlagSet {
 	usages[name] = usage
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: handoff %s\n", usage)
-		fs.SetOutput(os.Stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.Usage = func() {} // errors are one line; -h prints the help (parse)
 	return fs
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			fmt.Fprintf(os.Stderr, "usage: handoff %s\n", usages[fs.Name()])
+			fs.SetOutput(os.Stderr)
+			fs.PrintDefaults()
 			return err
 		}
 		return fmt.Errorf("%v (see `handoff %s -h`)", err, fs.Name())
