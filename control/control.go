@@ -104,7 +104,10 @@ type Server struct {
 	pokes   chan string   // function names that need the scaler now
 	asyncCh chan struct{} // wakes async workers
 
-	mu    sync.Mutex // guards all following fields
+	// mu guards all following fields, and the fields of function and
+	// nodeState marked as guarded by it. Lock order: Server.mu before
+	// route.mu; no path takes Server.mu while holding a route's lock.
+	mu    sync.Mutex
 	funcs map[string]*function
 	nodes map[string]*nodeState
 }

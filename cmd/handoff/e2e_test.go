@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -489,4 +490,88 @@ func TestInstancesSeeClientHeadersButNeverTheClusterToken(t *testing.T) {
 	if strings.Contains(seen, "someone-else") {
 		t.Errorf("a client's X-Handoff-Caller reached the function:\n%s", seen)
 	}
+}
+
+func TestLostNodeAgentIsRestartedAndItsInstancesReplaced(t *testing.T) {
+	dir := t.TempDir()
+	p := startPlatform(t, dir)
+	deploy(t, p.Client, testfnSpec(t, "sturdy", func(f *spec.Function) { f.Scale.Min, f.Scale.Max = 2, 2 }))
+	invoke(t, p.Client, "sturdy", "echo warm")
+	checkFor(t, 10*time.Second, func() error {
+		fn, err := p.Client.Function(context.Background(), "sturdy")
+		if err != nil || fn.Ready != 2 {
+			return fmt.Errorf("ready %d (%v)", fn.Ready, err)
+		}
+		return nil
+	})
+	lost := map[string]bool{} // sturdy's instances on n1, which die with it
+	checkFor(t, 5*time.Second, func() error {
+		st, err := p.Client.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			for _, in := range n.Instances {
+				if n.ID == "n1" && in.Function == "sturdy" {
+					lost[in.ID] = true
+				}
+			}
+		}
+		if len(lost) == 0 {
+			return errors.New("no instance of sturdy on n1 yet")
+		}
+		return nil
+	})
+	out, err := exec.Command("pgrep", "-f", "node --id n1 --dir "+filepath.Join(dir, "nodes", "n1")).Output()
+	if err != nil {
+		t.Fatalf("finding node agent n1: %v", err)
+	}
+	var pid int
+	fmt.Sscan(string(out), &pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The launcher starts a new agent (a new boot); the control plane drops
+	// the old agent's instances and places new ones; calls work again.
+	checkFor(t, 30*time.Second, func() error {
+		out, err := exec.Command("pgrep", "-f", "node --id n1 --dir "+filepath.Join(dir, "nodes", "n1")).Output()
+		if err != nil || strings.TrimSpace(string(out)) == fmt.Sprint(pid) {
+			return fmt.Errorf("node agent n1 not restarted yet (pgrep %q, %v)", out, err)
+		}
+		return nil
+	})
+	checkFor(t, 30*time.Second, func() error {
+		st, err := p.Client.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		live := 0
+		for _, n := range st.Nodes {
+			if !n.Up {
+				return fmt.Errorf("node agent %s is down", n.ID)
+			}
+			for _, in := range n.Instances {
+				if lost[in.ID] {
+					return fmt.Errorf("instance %s of the killed agent is still reported", in.ID)
+				}
+				if in.Function == "sturdy" && in.State == "ready" {
+					live++
+				}
+			}
+		}
+		if live != 2 {
+			return fmt.Errorf("node agents report %d live instances of sturdy, want 2", live)
+		}
+		fn, err := p.Client.Function(context.Background(), "sturdy")
+		if err != nil {
+			return err
+		}
+		if fn.Ready != 2 {
+			return fmt.Errorf("%d instances ready, want 2", fn.Ready)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = p.Client.Invoke(ctx, "sturdy", []byte("echo after"))
+		return err
+	})
 }
