@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"github.com/handoff-dev/handoff/internal/handofftest"
 	"sync"
 	"testing"
 	"time"
@@ -133,11 +134,10 @@ func TestRouteSampleIsTimeWeighted(t *testing.T) {
 // waitFor polls cond until it holds or 5 s pass.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+	handofftest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if !cond() {
+			return errors.New("condition not met")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }

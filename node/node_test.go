@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/handoff-dev/handoff/internal/handofftest"
 	"io"
 	"log/slog"
 	"net"
@@ -317,17 +318,7 @@ func wantError(t *testing.T, what string, status int, body []byte, wantStatus in
 // waitFor polls cond every 10ms until it returns nil or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	handofftest.CheckFor(t, timeout, 10*time.Millisecond, cond)
 }
 
 // processGone reports whether no process has pid (signal 0 fails with

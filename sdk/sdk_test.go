@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/handoff-dev/handoff/internal/handofftest"
 	"io"
 	"net"
 	"net/http"
@@ -30,20 +31,7 @@ func freePort(t testing.TB) string {
 }
 
 // checkFor polls fn every poll until it returns nil or total has passed.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", total, err)
-		}
-		time.Sleep(poll)
-	}
-}
+var checkFor = handofftest.CheckFor
 
 // instance is an SDK server started with ServeContext, as a node agent
 // would start it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/handoff-dev/handoff/internal/handofftest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -147,17 +148,4 @@ func helperMux() *http.ServeMux {
 }
 
 // checkFor polls fn every poll until it returns nil or total passes.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", total, err)
-		}
-		time.Sleep(poll)
-	}
-}
+var checkFor = handofftest.CheckFor

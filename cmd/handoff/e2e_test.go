@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/handoff-dev/handoff/internal/handofftest"
 	"io"
 	"net/http"
 	"os"
@@ -93,17 +94,7 @@ func invoke(t *testing.T, c *api.Client, name, body string) string {
 // checkFor polls fn until it returns nil or total passes.
 func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	handofftest.CheckFor(t, total, 20*time.Millisecond, fn)
 }
 
 func TestTwoNodeAgentsServeFunctionToFunctionCalls(t *testing.T) {
