@@ -99,6 +99,7 @@ type Server struct {
 	policy  xfer.Policy
 	metrics *metrics
 	toNodes http.RoundTripper // small requests on the fast path (httpx.Hybrid)
+	wire    *wirePool         // small invocations to node agents (package wire)
 	ln      net.Listener
 	ready   chan struct{}
 	pokes   chan string   // function names that need the scaler now
@@ -153,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		db:      db,
 		policy:  xfer.Policy{InlineMax: cfg.InlineMax},
 		toNodes: httpx.NewHybrid(),
+		wire:    newWirePool(cfg.Token),
 		ln:      ln,
 		ready:   make(chan struct{}),
 		pokes:   make(chan string, 64),

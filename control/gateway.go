@@ -19,6 +19,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/state"
+	"github.com/handoff-dev/handoff/wire"
 	"github.com/handoff-dev/handoff/xfer"
 )
 
@@ -116,7 +117,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.route.release(b)
-	status, in, out, err := httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, func(h http.Header) {
+	set := func(h http.Header) {
 		httpx.SetToken(h, s.cfg.Token)
 		if caller != "" {
 			h.Set(httpx.HeaderCaller, caller)
@@ -125,7 +126,15 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Set(httpx.HeaderRequestID, rid)
 		h.Set(httpx.HeaderFunction, name)
-	})
+	}
+	var status int
+	var in, out int64
+	if b.wireAddr != "" && r.ContentLength >= 0 && r.ContentLength <= wire.MaxBody {
+		// Small bodies take the framed path: one goroutine per side.
+		status, in, out, err = s.forwardWire(ctx, w, r, b, set)
+	} else {
+		status, in, out, err = httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, set)
+	}
 	if errors.Is(err, httpx.ErrUpstream) {
 		var tooBig *http.MaxBytesError
 		switch {
@@ -141,6 +150,24 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.observe(name, status, time.Since(start), in, out)
+}
+
+// forwardWire sends a small invocation to b's node agent over the framed
+// protocol. Errors before the answer began satisfy errors.Is(err,
+// httpx.ErrUpstream), as Forward's do.
+func (s *Server) forwardWire(ctx context.Context, w http.ResponseWriter, r *http.Request, b *backend, set func(http.Header)) (int, int64, int64, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return 0, int64(len(body)), 0, httpx.Upstream(err)
+	}
+	h := http.Header{}
+	httpx.CopyHeaders(h, r.Header)
+	set(h)
+	status, out, err := s.wire.forward(ctx, w, b.wireAddr, &wire.Request{Target: b.id, Header: h, Body: body})
+	if err != nil {
+		return 0, int64(len(body)), 0, httpx.Upstream(err)
+	}
+	return status, int64(len(body)), out, nil
 }
 
 func (s *Server) routeError(w http.ResponseWriter, name string, f *function, err error) {

@@ -22,6 +22,7 @@ var (
 // backend is one ready instance as the router sees it.
 type backend struct {
 	id, node, nodeURL string
+	wireAddr          string // the node agent's framed port ("" if none)
 	limit             int
 	inflight          int  // guarded by route.mu
 	draining          bool // guarded by route.mu

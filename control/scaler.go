@@ -129,9 +129,9 @@ func (s *Server) startInstance(f *function, node string) {
 	if err == nil && !removed {
 		f.instances[id] = &instanceRef{id: id, node: node, started: time.Now()}
 	}
-	nodeURL := ""
+	nodeURL, wireAddr := "", ""
 	if n := s.nodes[node]; n != nil {
-		nodeURL = "http://" + n.addr
+		nodeURL, wireAddr = "http://"+n.addr, n.last.WireAddr
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -147,7 +147,7 @@ func (s *Server) startInstance(f *function, node string) {
 	s.metrics.coldStarts.WithLabelValues(f.spec.Name).Inc()
 	s.metrics.coldStart.Observe(time.Since(start).Seconds())
 	s.log.Info("instance ready", "function", f.spec.Name, "instance", id, "node", node, "took", time.Since(start).Round(time.Microsecond))
-	f.route.add(&backend{id: id, node: node, nodeURL: nodeURL, limit: f.spec.Concurrency})
+	f.route.add(&backend{id: id, node: node, nodeURL: nodeURL, wireAddr: wireAddr, limit: f.spec.Concurrency})
 }
 
 // stopInstance drains and stops an instance, then forgets it.

@@ -101,7 +101,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) beat(ctx context.Context, client *http.Client) error {
-	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS()}
+	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS()}
 	body, _ := json.Marshal(hb)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.ControlURL+"/v1/nodes/"+a.cfg.ID+"/heartbeat", bytes.NewReader(body))
 	if err != nil {

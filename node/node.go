@@ -37,6 +37,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Heartbeat is how often the agent reports to the control plane (default 1s).
 	Heartbeat time.Duration
+	// WireListen is the address of the framed invocation port (package
+	// wire); default 127.0.0.1:0.
+	WireListen string
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -52,6 +55,7 @@ type Heartbeat struct {
 	ID        string         `json:"id"`
 	Addr      string         `json:"addr"`
 	Boot      string         `json:"boot"` // changes every time the agent starts
+	WireAddr  string         `json:"wireAddr,omitempty"`
 	Instances []api.Instance `json:"instances"`
 	RSS       int64          `json:"rss"` // the agent's own resident memory
 }
@@ -67,6 +71,7 @@ type Agent struct {
 
 	ln      net.Listener
 	localLn net.Listener
+	wireLn  net.Listener
 
 	mu        sync.Mutex // guards all following fields
 	instances map[string]*supervisor.Instance
@@ -123,7 +128,17 @@ func (a *Agent) Listen() error {
 		ln.Close()
 		return fmt.Errorf("node %s: local API socket: %w", a.cfg.ID, err)
 	}
-	a.ln, a.localLn = ln, lln
+	wl := a.cfg.WireListen
+	if wl == "" {
+		wl = "127.0.0.1:0"
+	}
+	wln, err := net.Listen("tcp", wl)
+	if err != nil {
+		ln.Close()
+		lln.Close()
+		return fmt.Errorf("node %s: wire listener: %w", a.cfg.ID, err)
+	}
+	a.ln, a.localLn, a.wireLn = ln, lln, wln
 	return nil
 }
 
@@ -140,6 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
+	go a.serveWire()
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
 
 	hbDone := make(chan struct{})
@@ -158,6 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	_ = local.Shutdown(sctx)
 	_ = api.Shutdown(sctx)
+	a.wireLn.Close()
 	<-hbDone
 	os.Remove(a.SocketPath())
 	if errors.Is(err, http.ErrServerClosed) {

@@ -67,14 +67,17 @@ func (f *Fast) get(ctx context.Context, addr string) (*fastConn, error) {
 	return &fastConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 32<<10)}, nil
 }
 
-// alive reports whether an idle connection is still open: the server may
-// have closed it (an instance restarted) while it sat in the pool. It peeks
-// without blocking; a read with a past deadline would not look at the socket.
-func (fc *fastConn) alive() bool {
-	if fc.br.Buffered() > 0 {
+func (fc *fastConn) alive() bool { return Alive(fc.c, fc.br) }
+
+// Alive reports whether an idle pooled connection is still open: the peer may
+// have closed it (an instance or node agent restarted) while it sat in the
+// pool. It peeks without blocking; a read with a past deadline would not look
+// at the socket.
+func Alive(c net.Conn, br *bufio.Reader) bool {
+	if br.Buffered() > 0 {
 		return false // nothing may arrive unasked
 	}
-	sc, ok := fc.c.(syscall.Conn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true
 	}

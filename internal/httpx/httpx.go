@@ -104,6 +104,15 @@ var hopHeaders = map[string]bool{
 	"Proxy-Authorization": true, "Proxy-Authenticate": true,
 }
 
+// CopyHeaders adds src's end-to-end headers to dst (hop-by-hop ones stay).
+func CopyHeaders(dst, src http.Header) {
+	for k, vs := range src {
+		if !hopHeaders[k] {
+			dst[k] = append(dst[k], vs...)
+		}
+	}
+}
+
 // ErrUpstream marks a failure to reach or read from the next hop (as opposed to
 // the next hop answering with an error status). errors.Unwrap of such an
 // error gives the cause.
@@ -116,6 +125,10 @@ func (e upstreamError) Unwrap() error        { return e.err }
 func (e upstreamError) Is(target error) bool { return target == ErrUpstream }
 
 func upstream(err error) error { return upstreamError{err} }
+
+// Upstream marks err as a failure to reach or read from the next hop before
+// any answer was written (errors.Is(err, ErrUpstream)).
+func Upstream(err error) error { return upstreamError{err} }
 
 // Forward sends r's method, body and end-to-end headers to url over rt, then
 // streams the answer back into w. set may add or override headers on the
