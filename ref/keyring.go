@@ -102,16 +102,19 @@ func (k *Keyring) Sign(r Ref) (string, error) {
 		return "", fmt.Errorf("%w: no key is in use for signing; Add a key and Use it", ErrUnknownKey)
 	}
 	r.KeyID = id
-	var buf [MaxTokenLen]byte
-	msg := encodeBody(append(buf[:0], Prefix...), r)
-	msg = appendTag(msg, secret, msg)
-	return Prefix + b64.EncodeToString(msg[len(Prefix):]), nil
+	raw := encodeBody(make([]byte, 0, bodyLen(r)+tagLen), r)
+	raw = appendTag(raw, secret, raw)
+	out := make([]byte, len(Prefix)+b64.EncodedLen(len(raw)))
+	copy(out, Prefix)
+	b64.Encode(out[len(Prefix):], raw)
+	return string(out), nil
 }
 
-// appendTag appends HMAC-SHA256(secret, msg) to dst.
-func appendTag(dst, secret, msg []byte) []byte {
+// appendTag appends HMAC-SHA256(secret, Prefix || body) to dst.
+func appendTag(dst, secret, body []byte) []byte {
 	m := hmac.New(sha256.New, secret)
-	m.Write(msg)
+	m.Write([]byte(Prefix))
+	m.Write(body)
 	return m.Sum(dst)
 }
 
@@ -133,10 +136,8 @@ func (k *Keyring) Verify(token string, now time.Time) (Ref, error) {
 		return Ref{}, fmt.Errorf("%w: the reference was signed with key %d, which this node does not hold (keys: %v); the key was rotated out or this node's keys are stale: refresh its keys or ask the sender for a new reference",
 			ErrUnknownKey, id, k.IDs())
 	}
-	var buf [MaxTokenLen]byte
-	msg := append(append(buf[:0], Prefix...), body...)
-	want := appendTag(buf[len(msg):len(msg)], secret, msg)
-	if !hmac.Equal(want, tag) {
+	var sum [tagLen]byte
+	if !hmac.Equal(appendTag(sum[:0], secret, body), tag) {
 		return Ref{}, fmt.Errorf("%w: the tag does not match key %d, so the reference was forged or altered in transit; ask the sender for a new reference", ErrBadSignature, id)
 	}
 	r, err := decodeBody(body)

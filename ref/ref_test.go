@@ -396,8 +396,7 @@ func TestParseRefusesInvalidBodies(t *testing.T) {
 		"reader is any+": func(b []byte) []byte { return append(b[:len(b)-3], 2, 1, '*', 1, 'a') },
 	} {
 		bad := edit(bytes.Clone(body))
-		msg := append([]byte(Prefix), bad...)
-		tok := Prefix + b64.EncodeToString(appendTag(bad, secret1, msg))
+		tok := Prefix + b64.EncodeToString(appendTag(bad, secret1, bad))
 		if r, err := Parse(tok); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: Parse = %v, %v; want ErrMalformed", name, r, err)
 		}
@@ -489,4 +488,11 @@ func TestKeyringConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestShortestBody(t *testing.T) {
+	r := Ref{Holder: "n", Expires: now, Readers: []string{AnyReader}, Reads: 1, Issuer: "a"}
+	if n := len(encodeBody(nil, r)); n != minBody || n != bodyLen(r) || minBody != 51 {
+		t.Fatalf("shortest body is %d bytes, minBody %d, doc.go says 51", n, minBody)
+	}
 }

@@ -77,6 +77,17 @@ func encodeBody(dst []byte, r Ref) []byte {
 	return dst
 }
 
+// bodyLen is the length of encodeBody's output for r.
+func bodyLen(r Ref) int {
+	// Fixed-width fields, plus the length bytes of holder and issuer and
+	// the reader count.
+	n := 4 + 1 + 16 + 8 + 4 + 8 + 4 + 1 + 1 + len(r.Holder) + len(r.Issuer)
+	for _, name := range r.Readers {
+		n += 1 + len(name)
+	}
+	return n
+}
+
 func appendName(dst []byte, s string) []byte {
 	return append(append(dst, byte(len(s))), s...)
 }
