@@ -13,6 +13,7 @@ import (
 func (s *Server) scaleLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,7 +36,13 @@ func (s *Server) scaleLoop(ctx context.Context) {
 				f.scaler.Record(now, avg)
 				s.reconcile(f, now)
 			}
-			_, _ = s.db.Prune(24 * time.Hour)
+			// Pruning is a write transaction (an fsync): once a minute.
+			if time.Since(lastPrune) > time.Minute {
+				lastPrune = time.Now()
+				if _, err := s.db.Prune(24 * time.Hour); err != nil {
+					s.log.Warn("pruning finished async invocations", "err", err)
+				}
+			}
 		}
 	}
 }
