@@ -42,17 +42,17 @@ type Node struct {
 
 // Instance is one function instance as its node agent reports it.
 type Instance struct {
-	ID                  string        `json:"ID"`
-	Function            string        `json:"Function"`
-	PID                 int           `json:"PID"`
-	Addr                string        `json:"Addr"`
-	State               string        `json:"State"`
-	Restarts            int           `json:"Restarts"`
-	StartedAt           time.Time     `json:"StartedAt"`
-	ColdStart           time.Duration `json:"ColdStart"`
-	MemoryBytes         int64         `json:"MemoryBytes"`
-	LastExit            string        `json:"LastExit"`
-	MemoryLimitEnforced bool          `json:"MemoryLimitEnforced"`
+	ID                  string        `json:"id"`
+	Function            string        `json:"function"`
+	PID                 int           `json:"pid"`
+	Addr                string        `json:"addr"`
+	State               string        `json:"state"`
+	Restarts            int           `json:"restarts"`
+	StartedAt           time.Time     `json:"startedAt"`
+	ColdStart           time.Duration `json:"coldStartNs"` // spawn to ready, first start
+	MemoryBytes         int64         `json:"memoryBytes"`
+	LastExit            string        `json:"lastExit,omitempty"`
+	MemoryLimitEnforced bool          `json:"memoryLimitEnforced"`
 }
 
 // Invocation is an async invocation's status and, once finished, its result.
