@@ -191,9 +191,13 @@ func (s *Server) Close() error {
 // Run serves the gateway, the scaler and the async workers until ctx is done;
 // then it drains in-flight requests, stops every instance and closes the state.
 func (s *Server) Run(ctx context.Context) error {
+	// The front answers invocations on the connection's own goroutine and
+	// hands every other connection to net/http.
+	fr := newFront(s, s.ln)
 	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.ln) }()
+	go func() { errc <- srv.Serve(fr.handoff) }()
+	go fr.serve()
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -213,6 +217,7 @@ func (s *Server) Run(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	s.failWaiters(errors.New("control: the platform is shutting down; retry once it is back"))
+	fr.shutdown(dctx)
 	if e := srv.Shutdown(dctx); e != nil {
 		s.log.Warn("drain incomplete", "err", e)
 	}
