@@ -3,10 +3,12 @@ package control
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +27,8 @@ type front struct {
 	ln      net.Listener
 	handoff *chanListener
 
-	mu      sync.Mutex // guards conns and closing
-	conns   map[net.Conn]bool
+	mu      sync.Mutex        // guards conns and closing
+	conns   map[net.Conn]bool // open connections; true while waiting for a request
 	closing bool
 	active  sync.WaitGroup // requests being served
 }
@@ -49,18 +51,32 @@ func (f *front) serve() {
 	}
 }
 
-func (f *front) track(c net.Conn, on bool) bool {
+// setIdle records whether c waits for a request, and reports false once the
+// front is closing (an idle connection should then close).
+func (f *front) setIdle(c net.Conn, idle bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if on && f.closing {
+	f.conns[c] = idle
+	return !f.closing
+}
+
+// begin marks c busy with a request and counts it as active; false once the
+// front is closing.
+func (f *front) begin(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
 		return false
 	}
-	if on {
-		f.conns[c] = true
-	} else {
-		delete(f.conns, c)
-	}
+	f.conns[c] = false
+	f.active.Add(1)
 	return true
+}
+
+func (f *front) forget(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.conns, c)
 }
 
 // shutdown stops accepting, wakes idle connections so they close, and waits
@@ -69,8 +85,10 @@ func (f *front) shutdown(ctx context.Context) {
 	f.ln.Close()
 	f.mu.Lock()
 	f.closing = true
-	for c := range f.conns {
-		_ = c.SetReadDeadline(time.Now()) // only an idle connection is reading
+	for c, idle := range f.conns {
+		if idle {
+			_ = c.SetReadDeadline(time.Now()) // wakes it from waiting
+		}
 	}
 	f.mu.Unlock()
 	done := make(chan struct{})
@@ -82,20 +100,19 @@ func (f *front) shutdown(ctx context.Context) {
 }
 
 func (f *front) conn(c net.Conn) {
-	if !f.track(c, true) {
-		c.Close()
-		return
-	}
 	br := bufio.NewReaderSize(c, 16<<10)
 	bw := bufio.NewWriterSize(c, 16<<10)
 	handed := false
 	defer func() {
-		f.track(c, false)
+		f.forget(c)
 		if !handed {
 			c.Close()
 		}
 	}()
 	for {
+		if !f.setIdle(c, true) {
+			return
+		}
 		_ = c.SetReadDeadline(time.Now().Add(frontIdle))
 		if !isInvocation(br) {
 			// Not ours (or not HTTP): net/http takes the connection, with
@@ -106,10 +123,16 @@ func (f *front) conn(c net.Conn) {
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			}
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		f.active.Add(1)
+		if !f.begin(c) {
+			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
 		keep := f.invoke(c, req, bw)
 		f.active.Done()
 		if !keep {
