@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -25,49 +24,20 @@ const FastMax = 64 << 10
 // invocation path has two hops. Fast serves small requests; Forward falls
 // back to the Transport for large or streamed bodies.
 type Fast struct {
-	dialer net.Dialer
-
-	mu   sync.Mutex // guards idle
-	idle map[string][]*fastConn
-}
-
-type fastConn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	pool Pool
 }
 
 // NewFast returns an empty pool.
 func NewFast() *Fast {
-	return &Fast{dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}, idle: make(map[string][]*fastConn)}
-}
-
-const maxIdlePerHost = 256
-
-func (f *Fast) get(ctx context.Context, addr string) (*fastConn, error) {
-	for {
-		f.mu.Lock()
-		list := f.idle[addr]
-		if len(list) == 0 {
-			f.mu.Unlock()
-			break
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &Fast{pool: Pool{Dial: func(ctx context.Context, addr string) (*Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
 		}
-		fc := list[len(list)-1]
-		f.idle[addr] = list[:len(list)-1]
-		f.mu.Unlock()
-		if fc.alive() {
-			return fc, nil
-		}
-		fc.c.Close()
-	}
-	c, err := f.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &fastConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 32<<10)}, nil
+		return &Conn{C: c, R: bufio.NewReaderSize(c, 32<<10), W: bufio.NewWriterSize(c, 32<<10)}, nil
+	}}}
 }
-
-func (fc *fastConn) alive() bool { return Alive(fc.c, fc.br) }
 
 // Alive reports whether an idle pooled connection is still open: the peer may
 // have closed it (an instance or node agent restarted) while it sat in the
@@ -96,16 +66,6 @@ func Alive(c net.Conn, br *bufio.Reader) bool {
 	return err == nil && open
 }
 
-func (f *Fast) put(addr string, fc *fastConn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.idle[addr]) >= maxIdlePerHost {
-		fc.c.Close()
-		return
-	}
-	f.idle[addr] = append(f.idle[addr], fc)
-}
-
 // RoundTrip sends req (whose body, if any, must be at most FastMax bytes and
 // have a known ContentLength) to req.URL.Host and returns the response. The
 // connection goes back to the pool once the body is read to its end; closing
@@ -113,26 +73,26 @@ func (f *Fast) put(addr string, fc *fastConn) {
 func (f *Fast) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	addr := req.URL.Host
-	fc, err := f.get(ctx, addr)
+	fc, err := f.pool.Get(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = fc.c.SetDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { _ = fc.C.SetDeadline(time.Now()) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
-		fc.c.Close()
+		fc.C.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
 	}
-	if err := req.Write(fc.bw); err != nil {
+	if err := req.Write(fc.W); err != nil {
 		return fail(err)
 	}
-	if err := fc.bw.Flush(); err != nil {
+	if err := fc.W.Flush(); err != nil {
 		return fail(err)
 	}
-	resp, err := http.ReadResponse(fc.br, req)
+	resp, err := http.ReadResponse(fc.R, req)
 	if err != nil {
 		return fail(err)
 	}
@@ -144,7 +104,7 @@ func (f *Fast) RoundTrip(req *http.Request) (*http.Response, error) {
 type fastBody struct {
 	rc   io.ReadCloser
 	f    *Fast
-	fc   *fastConn
+	fc   *Conn
 	addr string
 	stop func() bool
 	keep bool
@@ -175,10 +135,10 @@ func (b *fastBody) finish(eof bool) {
 	b.done = true
 	b.rc.Close()
 	if b.stop() && eof && b.keep {
-		b.f.put(b.addr, b.fc)
+		b.f.pool.Put(b.addr, b.fc)
 		return
 	}
-	b.fc.c.Close()
+	b.fc.C.Close()
 }
 
 // Hybrid routes small requests with a known length to Fast and everything

@@ -101,7 +101,7 @@ func TestHybridSendsLargeBodiesThroughTheTransport(t *testing.T) {
 	if !bytes.Equal(got, body) {
 		t.Fatalf("4 MiB echo returned %d bytes", len(got))
 	}
-	if n := len(h.Fast.idle); n != 0 {
+	if n := len(h.Fast.pool.idle); n != 0 {
 		t.Fatalf("a 4 MiB body went through the fast path (%d idle hosts)", n)
 	}
 }
