@@ -1,0 +1,154 @@
+// Package fdpass carries small JSON messages, each with at most one file
+// descriptor, over a Unix SOCK_SEQPACKET socket. It is how an instance hands
+// a filled memfd to its node agent and receives one back: the bytes are
+// never copied, only the descriptor moves (SCM_RIGHTS).
+//
+// A seqpacket socket keeps message boundaries and delivers a message's
+// descriptor with the message itself, so one read is one message and a
+// descriptor can never be attached to the wrong one.
+package fdpass
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// MaxMessage is the largest message either side sends or accepts.
+const MaxMessage = 16 << 10
+
+// ErrMalformed means the peer sent something that is not a message of this
+// protocol: too long, not JSON, or with more than one descriptor.
+var ErrMalformed = errors.New("fdpass: malformed message")
+
+// Request is what an instance asks of its node agent.
+type Request struct {
+	// Op is "put" (a sealed-ready memfd is attached: keep it, return a
+	// reference) or "get" (return the payload of Ref as a descriptor).
+	Op string `json:"op"`
+	// Ref is the reference to get.
+	Ref string `json:"ref,omitempty"`
+	// Size and Checksum (CRC-32C) describe the attached memfd of a put.
+	Size     int64  `json:"size,omitempty"`
+	Checksum uint32 `json:"checksum,omitempty"`
+	// Readers, Reads and TTLMillis scope the reference a put creates; zero
+	// values take the node's defaults (the callee named by the caller is
+	// not known here, so Readers defaults to none: a put must name them).
+	Readers   []string `json:"readers,omitempty"`
+	Reads     uint32   `json:"reads,omitempty"`
+	TTLMillis int64    `json:"ttlMs,omitempty"`
+}
+
+// Response answers a Request. On success Error is empty; a get's response
+// carries the payload's descriptor.
+type Response struct {
+	Ref      string `json:"ref,omitempty"`
+	Size     int64  `json:"size"`
+	Checksum uint32 `json:"checksum"`
+	Expires  int64  `json:"expires,omitempty"` // Unix seconds
+	Code     string `json:"code,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Send writes msg as one message, with f's descriptor attached when f is
+// not nil. f stays open; the receiver gets a duplicate.
+func Send(c *net.UnixConn, msg any, f *os.File) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessage)
+	}
+	var oob []byte
+	if f != nil {
+		oob = syscall.UnixRights(int(f.Fd()))
+	}
+	n, oobn, err := c.WriteMsgUnix(b, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n != len(b) || oobn != len(oob) {
+		return fmt.Errorf("fdpass: short write (%d of %d bytes)", n, len(b))
+	}
+	return nil
+}
+
+// Recv reads one message into msg and returns the descriptor that came
+// with it, or nil. A peer that closed the connection gives io.EOF.
+func Recv(c *net.UnixConn, msg any) (*os.File, error) {
+	buf := make([]byte, MaxMessage+1)
+	oob := make([]byte, syscall.CmsgSpace(4*4)) // room to see (and refuse) extra descriptors
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 && oobn == 0 {
+		return nil, io.EOF
+	}
+	return Decode(buf[:n], oob[:oobn], flags, msg)
+}
+
+// Decode parses one received message: its bytes, its control data and the
+// recvmsg flags. It owns every descriptor in oob: the one it returns, and
+// any it closes because the message was refused.
+func Decode(b, oob []byte, flags int, msg any) (*os.File, error) {
+	fds, perr := fdsOf(oob)
+	closeAll := func() {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+	switch {
+	case perr != nil:
+		closeAll()
+		return nil, perr
+	case flags&(syscall.MSG_TRUNC|syscall.MSG_CTRUNC) != 0:
+		closeAll()
+		return nil, fmt.Errorf("%w: message or its control data was truncated (limit %d bytes, one descriptor)", ErrMalformed, MaxMessage)
+	case len(b) > MaxMessage:
+		closeAll()
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessage)
+	case len(fds) > 1:
+		closeAll()
+		return nil, fmt.Errorf("%w: %d descriptors attached, at most one allowed", ErrMalformed, len(fds))
+	}
+	if err := json.Unmarshal(b, msg); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(fds) == 0 {
+		return nil, nil
+	}
+	return os.NewFile(uintptr(fds[0]), "fdpass"), nil
+}
+
+func fdsOf(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("%w: control data: %v", ErrMalformed, err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		if m.Header.Level != syscall.SOL_SOCKET || m.Header.Type != syscall.SCM_RIGHTS {
+			continue
+		}
+		got, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			// Descriptors already gathered are still ours to close.
+			for _, fd := range fds {
+				syscall.Close(fd)
+			}
+			return nil, fmt.Errorf("%w: rights: %v", ErrMalformed, err)
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
