@@ -1,0 +1,259 @@
+package peerlink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Client makes pulls and adoptions, keeping idle connections per address.
+// It is safe for concurrent use; each request has a connection to itself.
+type Client struct {
+	TLS   *tls.Config // the member's client configuration (pki.Member.ClientConfig)
+	Clear bool        // accept and send clear payloads when the other end allows
+
+	mu   sync.Mutex // guards idle
+	idle map[string][]*conn
+}
+
+// MaxIdle is how many idle connections the client keeps per address: a
+// gather pulls that many payloads from one holder at once without dialing.
+const MaxIdle = 16
+
+type conn struct {
+	raw net.Conn
+	tc  *tls.Conn
+}
+
+func (c *Client) get(ctx context.Context, addr string) (*conn, bool, error) {
+	c.mu.Lock()
+	if l := c.idle[addr]; len(l) > 0 {
+		cn := l[len(l)-1]
+		c.idle[addr] = l[:len(l)-1]
+		c.mu.Unlock()
+		return cn, true, nil
+	}
+	c.mu.Unlock()
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	tc := tls.Client(raw, c.TLS)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, false, err
+	}
+	return &conn{raw: raw, tc: tc}, false, nil
+}
+
+func (c *Client) put(addr string, cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle == nil {
+		c.idle = map[string][]*conn{}
+	}
+	if len(c.idle[addr]) >= MaxIdle {
+		cn.raw.Close()
+		return
+	}
+	c.idle[addr] = append(c.idle[addr], cn)
+}
+
+// CloseIdle closes the idle connections to addr ("" for all).
+func (c *Client) CloseIdle(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a, l := range c.idle {
+		if addr == "" || a == addr {
+			for _, cn := range l {
+				cn.raw.Close()
+			}
+			delete(c.idle, a)
+		}
+	}
+}
+
+// exchange sends req and reads the answer on a pooled connection, retrying
+// once on a fresh one when a reused connection turns out dead.
+func (c *Client) exchange(ctx context.Context, addr string, req Request) (*conn, Answer, func() bool, error) {
+	for attempt := 0; ; attempt++ {
+		cn, reused, err := c.get(ctx, addr)
+		if err != nil {
+			return nil, Answer{}, nil, err
+		}
+		stop := context.AfterFunc(ctx, func() { cn.raw.SetDeadline(time.Unix(1, 0)) })
+		var ans Answer
+		err = writeFrame(cn.tc, req)
+		if err == nil {
+			err = readFrame(cn.tc, &ans)
+		}
+		if err != nil {
+			stop()
+			cn.raw.Close()
+			if reused && attempt == 0 && ctx.Err() == nil && !errors.Is(err, ErrMalformed) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, Answer{}, nil, ctx.Err()
+			}
+			return nil, Answer{}, nil, err
+		}
+		return cn, ans, stop, nil
+	}
+}
+
+// Pull asks the member at addr for one read of the payload behind ref on
+// behalf of reader. The body must be read to its end (Size bytes) or
+// closed; an error answer is a *RemoteError.
+func (c *Client) Pull(ctx context.Context, addr, ref, reader string) (*Body, Answer, error) {
+	cn, ans, stop, err := c.exchange(ctx, addr, Request{Op: "pull", Ref: ref, Reader: reader, Clear: c.Clear})
+	if err != nil {
+		return nil, Answer{}, err
+	}
+	if ans.Code != "" {
+		c.release(addr, cn, stop, true)
+		return nil, ans, &RemoteError{Code: ans.Code, Message: ans.Error}
+	}
+	if ans.Size < 0 {
+		c.release(addr, cn, stop, false)
+		return nil, ans, fmt.Errorf("%w: negative size %d", ErrMalformed, ans.Size)
+	}
+	var src io.Reader = cn.tc
+	if ans.Clear {
+		if _, err := cn.tc.Write([]byte{'G'}); err != nil {
+			c.release(addr, cn, stop, false)
+			return nil, ans, err
+		}
+		src = cn.raw
+	}
+	b := &Body{c: c, addr: addr, cn: cn, stop: stop, src: src, left: ans.Size}
+	if ans.Size == 0 {
+		b.finish(true)
+	}
+	return b, ans, nil
+}
+
+// Body is a pulled payload arriving.
+type Body struct {
+	c    *Client
+	addr string
+	cn   *conn
+	stop func() bool
+	src  io.Reader
+	left int64
+	done bool
+}
+
+// Read reads the payload; io.EOF after Size bytes.
+func (b *Body) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.src.Read(p)
+	b.left -= int64(n)
+	if b.left == 0 {
+		b.finish(true)
+		return n, nil
+	}
+	if err == io.EOF {
+		err = fmt.Errorf("peer closed the connection %d bytes before the end of the payload: %w", b.left, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+// WriteTo lets an *os.File take a clear payload straight from the socket
+// with splice(2).
+func (b *Body) WriteTo(w io.Writer) (int64, error) {
+	if f, ok := w.(*os.File); ok && b.src == b.cn.raw && !b.done {
+		lr := &io.LimitedReader{R: b.cn.raw, N: b.left}
+		n, err := f.ReadFrom(lr)
+		b.left = lr.N
+		if err == nil && b.left > 0 {
+			err = fmt.Errorf("peer closed the connection %d bytes before the end of the payload: %w", b.left, io.ErrUnexpectedEOF)
+		}
+		b.finish(err == nil)
+		return n, err
+	}
+	return copyBig(w, struct{ io.Reader }{b})
+}
+
+// Close gives the connection back when the payload was read in full, and
+// drops it otherwise.
+func (b *Body) Close() error {
+	b.finish(b.left == 0)
+	return nil
+}
+
+func (b *Body) finish(ok bool) {
+	if b.done {
+		return
+	}
+	b.done = true
+	b.c.release(b.addr, b.cn, b.stop, ok)
+}
+
+// release ends a request on cn: back to the pool when it went well and the
+// context did not fire meanwhile (which sets a deadline in the past),
+// closed otherwise.
+func (c *Client) release(addr string, cn *conn, stop func() bool, ok bool) {
+	if !stop() {
+		ok = false
+	}
+	if ok {
+		c.put(addr, cn)
+	} else {
+		cn.raw.Close()
+	}
+}
+
+// Adopt hands the member at addr a buffer (req describes it, body gives
+// req.Size bytes; f, when not nil, is body's descriptor for sendfile).
+func (c *Client) Adopt(ctx context.Context, addr string, req Request, body io.Reader, f *os.File) error {
+	req.Op, req.Clear = "adopt", c.Clear
+	cn, ans, stop, err := c.exchange(ctx, addr, req)
+	if err != nil {
+		return err
+	}
+	if ans.Code != "" {
+		c.release(addr, cn, stop, true)
+		return &RemoteError{Code: ans.Code, Message: ans.Error}
+	}
+	var n int64
+	switch {
+	case ans.Clear && f != nil:
+		n, err = cn.raw.(io.ReaderFrom).ReadFrom(&io.LimitedReader{R: f, N: req.Size})
+	case ans.Clear:
+		n, err = copyBig(cn.raw, io.LimitReader(body, req.Size))
+	default:
+		n, err = copyBig(cn.tc, io.LimitReader(body, req.Size))
+	}
+	if err == nil && n != req.Size {
+		err = fmt.Errorf("adopt: body gave %d of %d bytes: %w", n, req.Size, io.ErrUnexpectedEOF)
+	}
+	if err == nil {
+		err = readFrame(cn.tc, &ans)
+	}
+	c.release(addr, cn, stop, err == nil)
+	if err != nil {
+		return err
+	}
+	if ans.Code != "" {
+		return &RemoteError{Code: ans.Code, Message: ans.Error}
+	}
+	return nil
+}

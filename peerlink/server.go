@@ -1,0 +1,213 @@
+package peerlink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Payload is what a Handler gives for a pull. File, when not nil, is the
+// payload's own descriptor at its start, for sendfile.
+type Payload interface {
+	io.Reader
+	File() *os.File
+	Close() error
+}
+
+// Handler answers requests on the holder's side.
+type Handler interface {
+	// Pull opens one read of the payload behind ref for reader.
+	Pull(ctx context.Context, ref, reader string) (p Payload, size int64, checksum uint32, err error)
+	// Adopt stores a draining member's buffer read from body (req.Size
+	// bytes).
+	Adopt(ctx context.Context, req Request, body io.Reader) error
+}
+
+// Server serves the peer protocol on a TCP listener, doing the TLS itself
+// so that it keeps the TCP socket for clear payloads.
+type Server struct {
+	Handler Handler
+	TLS     *tls.Config        // requires and verifies cluster client certificates
+	Clear   bool               // this end allows clear payloads
+	Code    func(error) string // an error's stable code (default "internal")
+	Logger  *slog.Logger
+
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]bool
+}
+
+// Serve accepts connections until ln is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	cfg := s.TLS.Clone()
+	cfg.SessionTicketsDisabled = true // nothing may arrive unasked (see the package doc)
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		s.track(raw, true)
+		go func() {
+			defer s.track(raw, false)
+			s.serveConn(raw, cfg)
+		}()
+	}
+}
+
+// Close closes every open connection (the listener is the caller's).
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *Server) track(c net.Conn, open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = map[net.Conn]bool{}
+	}
+	if open {
+		s.conns[c] = true
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+const (
+	handshakeTimeout = 10 * time.Second
+	idleTimeout      = 5 * time.Minute
+)
+
+func (s *Server) serveConn(raw net.Conn, cfg *tls.Config) {
+	defer raw.Close()
+	tc := tls.Server(raw, cfg)
+	raw.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		s.logger().Debug("peer handshake refused", "remote", raw.RemoteAddr(), "err", err)
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	for {
+		raw.SetReadDeadline(time.Now().Add(idleTimeout))
+		var req Request
+		if err := readFrame(tc, &req); err != nil {
+			if errors.Is(err, ErrMalformed) {
+				_ = writeFrame(tc, Answer{Code: "bad_request", Error: err.Error()})
+			}
+			return
+		}
+		raw.SetReadDeadline(time.Time{})
+		var ok bool
+		switch req.Op {
+		case "pull":
+			ok = s.pull(tc, raw, req)
+		case "adopt":
+			ok = s.adopt(tc, raw, req)
+		default:
+			ok = writeFrame(tc, Answer{Code: "bad_request", Error: fmt.Sprintf("peerlink: unknown op %q", req.Op)}) == nil
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+func (s *Server) errAnswer(err error) Answer {
+	code := "internal"
+	if s.Code != nil {
+		code = s.Code(err)
+	}
+	return Answer{Code: code, Error: err.Error()}
+}
+
+// pull answers one pull; false means the connection is unusable.
+func (s *Server) pull(tc *tls.Conn, raw net.Conn, req Request) bool {
+	p, size, sum, err := s.Handler.Pull(context.Background(), req.Ref, req.Reader)
+	if err != nil {
+		return writeFrame(tc, s.errAnswer(err)) == nil
+	}
+	defer p.Close()
+	clear := req.Clear && s.Clear
+	if err := writeFrame(tc, Answer{Size: size, Checksum: sum, Clear: clear}); err != nil {
+		return false
+	}
+	if !clear {
+		n, err := copyBig(tc, io.LimitReader(p, size))
+		return err == nil && n == size
+	}
+	var g [1]byte
+	if _, err := io.ReadFull(tc, g[:]); err != nil || g[0] != 'G' {
+		return false
+	}
+	n, err := sendClear(raw, p, size)
+	return err == nil && n == size
+}
+
+// sendClear writes size bytes of p on the TCP socket itself: with
+// sendfile(2) when p has a descriptor.
+func sendClear(raw net.Conn, p Payload, size int64) (int64, error) {
+	if f := p.File(); f != nil {
+		if rf, ok := raw.(io.ReaderFrom); ok {
+			return rf.ReadFrom(&io.LimitedReader{R: f, N: size})
+		}
+	}
+	return copyBig(raw, io.LimitReader(p, size))
+}
+
+// adopt stores a buffer a draining member sends; false means the
+// connection is unusable.
+func (s *Server) adopt(tc *tls.Conn, raw net.Conn, req Request) bool {
+	if req.Size < 0 {
+		return writeFrame(tc, Answer{Code: "bad_request", Error: "peerlink: adopt with a negative size"}) == nil
+	}
+	clear := req.Clear && s.Clear
+	if err := writeFrame(tc, Answer{Clear: clear}); err != nil {
+		return false
+	}
+	var src io.Reader = tc
+	if clear {
+		src = raw
+	}
+	body := &io.LimitedReader{R: src, N: req.Size}
+	err := s.Handler.Adopt(context.Background(), req, body)
+	if body.N > 0 {
+		// The handler stopped early: skip the rest to stay in step, or
+		// give the connection up.
+		if _, cerr := io.Copy(io.Discard, body); cerr != nil || body.N > 0 {
+			return false
+		}
+	}
+	if err != nil {
+		return writeFrame(tc, s.errAnswer(err)) == nil
+	}
+	return writeFrame(tc, Answer{}) == nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// copyBig copies with 1 MiB reads and writes: fewer system calls, and TLS
+// fills whole records.
+func copyBig(dst io.Writer, src io.Reader) (int64, error) {
+	bp := bigBufs.Get().(*[]byte)
+	defer bigBufs.Put(bp)
+	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *bp)
+}
