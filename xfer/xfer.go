@@ -66,6 +66,11 @@ func (p Policy) Choose(e Edge) (Mode, string, error) {
 		return e.Pinned, "pinned", nil
 	}
 	max := p.inlineMax()
+	if e.Size < 0 && e.Pinned == "" && p.Available[Ref] {
+		// A body of unknown length that the sender did not finish within
+		// a peek (see the node agent) is buffered and passed by reference.
+		return Ref, "length not known in advance", nil
+	}
 	if e.Size <= max {
 		return Inline, fmt.Sprintf("%d B fits the inline limit %d B", e.Size, max), nil
 	}

@@ -43,3 +43,13 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+func TestChooseRefForUnknownLength(t *testing.T) {
+	p := Policy{InlineMax: 10, Available: map[Mode]bool{Ref: true}}
+	if m, _, err := p.Choose(Edge{Size: -1}); err != nil || m != Ref {
+		t.Fatalf("Choose(unknown) = %q, %v; want ref", m, err)
+	}
+	if m, _, err := (Policy{InlineMax: 10}).Choose(Edge{Size: -1}); err != nil || m != Inline {
+		t.Fatalf("Choose(unknown) without ref = %q, %v; want inline (streamed)", m, err)
+	}
+}
