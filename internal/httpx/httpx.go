@@ -136,6 +136,15 @@ func Upstream(err error) error { return upstreamError{err} }
 // and response bodies. An error wrapping ErrUpstream means no response was
 // written and the caller may reply itself.
 func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url string, set func(http.Header)) (status int, in, out int64, err error) {
+	return ForwardVia(w, r, rt, url, set, nil)
+}
+
+// ForwardVia is Forward with a hook on the answer: answer may replace the
+// response's body, length and headers before any of it is written (a node
+// agent swaps a large body for a reference there, or a reference for the
+// bytes it names). An error from answer is returned wrapping ErrUpstream,
+// with nothing written.
+func ForwardVia(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url string, set func(http.Header), answer func(*http.Response) error) (status int, in, out int64, err error) {
 	// Full duplex lets the answer flow back while the request body is still
 	// read. Without it the server's first flush of the answer closes the
 	// request body, and net/http's Transport, whose write loop reads the body
@@ -165,7 +174,13 @@ func Forward(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, url s
 		body.Close()
 		return 0, body.count(), 0, upstream(err)
 	}
-	defer resp.Body.Close()
+	defer func() { resp.Body.Close() }() // answer may swap the body
+	if answer != nil {
+		if err := answer(resp); err != nil {
+			body.Close()
+			return 0, body.count(), 0, upstream(err)
+		}
+	}
 	h := w.Header()
 	for k, vs := range resp.Header {
 		if !hopHeaders[k] {
