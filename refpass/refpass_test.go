@@ -1,0 +1,319 @@
+package refpass
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"hash/crc32"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/buffer"
+	"github.com/handoff-dev/handoff/clock"
+	"github.com/handoff-dev/handoff/memfd"
+	"github.com/handoff-dev/handoff/pki"
+	"github.com/handoff-dev/handoff/ref"
+)
+
+// cluster is n real services, each with its own store and a peer listener
+// on loopback, knowing each other, sharing one key.
+type cluster struct {
+	svcs  []*Service
+	addrs map[string]string
+}
+
+func newCluster(t testing.TB, n int, clear bool, clk clock.Clock) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := ref.NewKeyring()
+	keys.Add(1, bytes.Repeat([]byte{7}, 32))
+	keys.Use(1)
+	c := &cluster{addrs: map[string]string{}}
+	for i := 0; i < n; i++ {
+		name := []string{"n1", "n2", "n3"}[i]
+		f, err := pki.WriteMember(filepath.Join(dir, name), name, []string{"127.0.0.1"}, ca, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := pki.Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := buffer.New(buffer.Config{Memory: 1 << 30, Clock: clk, Wait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Config{Node: name + "-boot", Store: store, Keys: keys, Member: m, Clear: clear, Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := s.Server(clear)
+		go srv.Serve(ln)
+		t.Cleanup(func() { ln.Close(); srv.Close(); store.Close() })
+		c.svcs = append(c.svcs, s)
+		c.addrs[name+"-boot"] = ln.Addr().String()
+	}
+	for _, s := range c.svcs {
+		s.SetPeers(c.addrs)
+	}
+	return c
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func readAll(t testing.TB, p *Payload) []byte {
+	t.Helper()
+	defer p.Close()
+	b, err := io.ReadAll(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLocalAndRemoteOpen(t *testing.T) {
+	for _, clear := range []bool{true, false} {
+		c := newCluster(t, 2, clear, clock.Real{})
+		data := payload(5<<20 + 3)
+		tok, info, err := c.svcs[0].Put(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Checksum != crc32.Checksum(data, castagnoli) {
+			t.Fatal("checksum is not the CRC-32C of the payload")
+		}
+		p, err := c.svcs[0].Open(context.Background(), tok, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.File() == nil {
+			t.Fatal("a local open has no descriptor to pass on")
+		}
+		if got := readAll(t, p); !bytes.Equal(got, data) {
+			t.Fatal("local read damaged")
+		}
+		p, err = c.svcs[1].Open(context.Background(), tok, "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, p); !bytes.Equal(got, data) {
+			t.Fatalf("clear=%v: remote read damaged", clear)
+		}
+		// Both reads taken: the buffer is gone from the holder.
+		if _, err := c.svcs[1].Open(context.Background(), tok, "count"); !errors.Is(err, buffer.ErrNotFound) && !errors.Is(err, ref.ErrExhausted) {
+			t.Fatalf("third read: %v; want gone or exhausted", err)
+		}
+		if st := c.svcs[0].Store().Stats(); st.Buffers != 0 || st.MemoryBytes != 0 {
+			t.Fatalf("after the last read the holder still keeps %+v", st)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	c := newCluster(t, 2, true, clk)
+	holder, puller := c.svcs[0], c.svcs[1]
+	put := func(o Options) string {
+		tok, _, err := holder.Put(context.Background(), bytes.NewReader([]byte("payload")), 7, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ctx := context.Background()
+	tok := put(Options{Issuer: "split", Readers: []string{"count"}, TTL: time.Minute})
+
+	forger := ref.NewKeyring()
+	forger.Add(1, bytes.Repeat([]byte{8}, 32))
+	forger.Use(1)
+	r, _ := ref.Parse(tok)
+	forged, _ := forger.Sign(r)
+	tampered := []byte(tok)
+	tampered[len(tampered)-5] ^= 1
+	for _, tc := range []struct {
+		name, token, reader string
+		want                error
+		code                string
+	}{
+		{"forged", forged, "count", ref.ErrBadSignature, "ref_forged"},
+		{"tampered", string(tampered), "count", ref.ErrBadSignature, "ref_forged"},
+		{"not a reference", "hello", "count", ref.ErrMalformed, "ref_malformed"},
+		{"wrong reader", tok, "mallory", ref.ErrWrongReader, "ref_wrong_reader"},
+	} {
+		for i, s := range []*Service{holder, puller} {
+			_, err := s.Open(ctx, tc.token, tc.reader)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s on node %d: err = %v; want %v", tc.name, i, err, tc.want)
+				continue
+			}
+			if _, code := Status(err); code != tc.code {
+				t.Errorf("%s: code %q; want %q", tc.name, code, tc.code)
+			}
+		}
+	}
+	// The holder refuses a pull the puller's own check would have let
+	// through: ask it directly, as a rogue member might.
+	addr := c.addrs[r.Holder]
+	if _, _, err := puller.link.Pull(ctx, addr, forged, "count"); err == nil {
+		t.Error("the holder served a forged reference")
+	}
+	if _, _, err := puller.link.Pull(ctx, addr, tok, "mallory"); err == nil {
+		t.Error("the holder served a wrong reader")
+	}
+
+	// Over-read: one read allowed.
+	if got := readAll(t, mustOpen(t, puller, tok, "count")); string(got) != "payload" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := puller.Open(ctx, tok, "count"); !errors.Is(err, buffer.ErrNotFound) && !errors.Is(err, ref.ErrExhausted) {
+		t.Fatalf("over-read: err = %v; want gone or exhausted", err)
+	}
+
+	// Expired.
+	tok2 := put(Options{Issuer: "split", Readers: []string{"count"}, TTL: time.Minute})
+	clk.Advance(2 * time.Minute)
+	for i, s := range []*Service{holder, puller} {
+		if _, err := s.Open(ctx, tok2, "count"); !errors.Is(err, ref.ErrExpired) {
+			t.Errorf("expired on node %d: err = %v", i, err)
+		}
+	}
+	if n := holder.Store().Sweep(); n != 1 {
+		t.Errorf("sweep freed %d buffers; want the expired one", n)
+	}
+}
+
+func mustOpen(t testing.TB, s *Service, tok, reader string) *Payload {
+	t.Helper()
+	p, err := s.Open(context.Background(), tok, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestChecksumMismatchWithholdsTheEnd(t *testing.T) {
+	c := newCluster(t, 2, true, clock.Real{})
+	data := payload(3 << 20)
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	// The sender declares a checksum its bytes do not have.
+	tok, _, err := c.svcs[0].Adopt(f, int64(len(data)), crc32.Checksum(data, castagnoli)^1, Options{Issuer: "split", Readers: []string{"count"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustOpen(t, c.svcs[1], tok, "count")
+	defer p.Close()
+	got, err := io.ReadAll(p)
+	if !errors.Is(err, ErrChecksum) {
+		t.Fatalf("err = %v; want ErrChecksum", err)
+	}
+	if len(got) >= len(data) {
+		t.Fatalf("all %d bytes were handed over despite the mismatch", len(got))
+	}
+}
+
+func TestHandoffOnDrain(t *testing.T) {
+	c := newCluster(t, 3, true, clock.Real{})
+	leaving, adopter, reader := c.svcs[0], c.svcs[1], c.svcs[2]
+	ctx := context.Background()
+	data := payload(2 << 20)
+	var toks []string
+	for i := 0; i < 3; i++ {
+		tok, _, err := leaving.Put(ctx, bytes.NewReader(data), int64(len(data)), Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	// One read before the drain: one read is left to hand over.
+	readAll(t, mustOpen(t, reader, toks[0], "count"))
+
+	n, err := leaving.Handoff(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("Handoff = %d, %v; want 3 moved", n, err)
+	}
+	if st := leaving.Store().Stats(); st.Buffers != 0 {
+		t.Fatalf("the leaving node still holds %d buffers", st.Buffers)
+	}
+	if got := adopter.Adopted(); len(got) != 1 || got[0] != "n1-boot" {
+		t.Fatalf("Adopted = %v", got)
+	}
+	// The control plane points the leaving holder at its adopter.
+	peers := map[string]string{"n2-boot": c.addrs["n2-boot"], "n3-boot": c.addrs["n3-boot"], "n1-boot": c.addrs["n2-boot"]}
+	reader.SetPeers(peers)
+	for i, tok := range toks {
+		if got := readAll(t, mustOpen(t, reader, tok, "count")); !bytes.Equal(got, data) {
+			t.Fatalf("buffer %d damaged after the hand-over", i)
+		}
+	}
+	// The hand-over kept the read counts: buffer 0 had one read left.
+	if _, err := reader.Open(ctx, toks[0], "count"); err == nil {
+		t.Fatal("a buffer was read more often than allowed after its hand-over")
+	}
+}
+
+func TestBudgetFull(t *testing.T) {
+	keys := ref.NewKeyring()
+	keys.Add(1, bytes.Repeat([]byte{7}, 32))
+	keys.Use(1)
+	store, err := buffer.New(buffer.Config{Memory: 1 << 20, Wait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	s, _ := New(Config{Node: "n1-boot", Store: store, Keys: keys})
+	_, _, err = s.Put(context.Background(), bytes.NewReader(payload(2<<20)), 2<<20, Options{Issuer: "split", Readers: []string{"count"}})
+	if !errors.Is(err, buffer.ErrFull) {
+		t.Fatalf("err = %v; want ErrFull", err)
+	}
+	if status, code := Status(err); status != 507 || code != "buffers_full" {
+		t.Fatalf("Status = %d %s", status, code)
+	}
+}
+
+func BenchmarkPull(b *testing.B) {
+	for _, clear := range []bool{true, false} {
+		name := "clear"
+		if !clear {
+			name = "tls"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := newCluster(b, 2, clear, clock.Real{})
+			data := payload(256 << 20)
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer() // the put is not the pull
+				tok, _, err := c.svcs[0].Put(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Issuer: "split", Readers: []string{"count"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				p := mustOpen(b, c.svcs[1], tok, "count")
+				if _, err := io.Copy(io.Discard, p); err != nil {
+					b.Fatal(err)
+				}
+				p.Close()
+			}
+		})
+	}
+}
