@@ -17,6 +17,7 @@ import (
 
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/state"
 	"github.com/handoff-dev/handoff/wire"
@@ -89,6 +90,10 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	caller := ""
 	if httpx.HasToken(r.Header, s.cfg.Token) {
 		caller = r.Header.Get(httpx.HeaderCaller)
+	} else {
+		// References in place of bodies are for node agents; a client
+		// sends the bytes (or a reference inside its body, as data).
+		r.Header.Del(refpass.HeaderRef)
 	}
 	if r.ContentLength > 0 {
 		if _, _, err := s.policy.Choose(xfer.Edge{From: caller, To: name, Size: r.ContentLength}); err != nil {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/pki"
 )
 
 // Launcher runs node agents as child processes of the embedded platform
@@ -20,7 +22,11 @@ type Launcher struct {
 	ControlURL string   // the gateway the agents report to
 	TokenFile  string   // file holding the cluster token
 	ExtraArgs  []string // passed to every `handoff node`
-	Logger     *slog.Logger
+	// CA, when set, issues each agent its cluster identity (written to
+	// Dir/nodes/<id>/tls before every start, so a restart gets a fresh
+	// certificate); agents then pull buffers from each other over mutual TLS.
+	CA     *pki.CA
+	Logger *slog.Logger
 
 	wg sync.WaitGroup
 }
@@ -72,7 +78,15 @@ func (l *Launcher) run(ctx context.Context, id string) error {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"node", "--id", id, "--dir", dir, "--control", l.ControlURL, "--token-file", l.TokenFile}, l.ExtraArgs...)
+	args := []string{"node", "--id", id, "--dir", dir, "--control", l.ControlURL, "--token-file", l.TokenFile}
+	if l.CA != nil {
+		f, err := pki.WriteMember(filepath.Join(dir, "tls"), id, []string{"127.0.0.1", "localhost"}, l.CA, 365*24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("node agent %s identity: %w", id, err)
+		}
+		args = append(args, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key)
+	}
+	args = append(args, l.ExtraArgs...)
 	cmd := exec.Command(l.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -79,7 +79,26 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("instance lost", "instance", ref.id, "node", ref.node)
 		s.poke(goneFn[i].spec.Name)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	httpx.WriteJSON(w, http.StatusOK, s.directory())
+}
+
+// directory tells node agents where to pull each holder's buffers: every
+// live agent's own holder name, and the holders adopted from agents that
+// drained (those point at the adopter).
+func (s *Server) directory() node.Directory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := node.Directory{Peers: make(map[string]string, len(s.nodes))}
+	for _, n := range s.nodes {
+		if !n.up || n.last.PeerAddr == "" {
+			continue
+		}
+		d.Peers[n.last.Holder] = n.last.PeerAddr
+		for _, h := range n.last.Adopted {
+			d.Peers[h] = n.last.PeerAddr
+		}
+	}
+	return d
 }
 
 // watchNodes declares node agents lost when their heartbeats stop, and takes

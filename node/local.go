@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 )
 
@@ -30,6 +32,8 @@ func (a *Agent) localHandler(caller string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /fn/{name}", func(w http.ResponseWriter, r *http.Request) { a.handleLocalInvoke(w, r, caller) })
+	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, caller) })
+	mux.HandleFunc("GET /v1/refs/{token}", func(w http.ResponseWriter, r *http.Request) { a.handleGetRef(w, r, caller) })
 	return mux
 }
 
@@ -40,38 +44,56 @@ func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request, caller
 		return
 	}
 	start := time.Now()
-	status, in, out, err := httpx.Forward(w, r, a.toCtl, a.cfg.ControlURL+"/fn/"+name, func(h http.Header) {
+	// A large body stays here, in a node-owned buffer; the receiver's
+	// node agent pulls it straight from this one.
+	r, err := a.refRequest(r, caller, name)
+	if err != nil {
+		writeRefError(w, err)
+		return
+	}
+	status, in, out, err := httpx.ForwardVia(w, r, a.toCtl, a.cfg.ControlURL+"/fn/"+name, func(h http.Header) {
 		httpx.SetToken(h, a.cfg.Token)
 		h.Set(httpx.HeaderCaller, caller)
-	})
-	if errors.Is(err, httpx.ErrUpstream) {
+	}, func(resp *http.Response) error { return a.derefAnswer(r.Context(), resp, caller) })
+	switch {
+	case errors.Is(err, httpx.ErrUpstream) && isRefError(errors.Unwrap(err)):
+		status, _ = refpass.Status(errors.Unwrap(err))
+		writeRefError(w, errors.Unwrap(err))
+	case errors.Is(err, httpx.ErrUpstream):
 		status = http.StatusBadGateway
 		httpx.WriteError(w, status, "gateway_unreachable", fmt.Sprintf("node %s could not reach the gateway to call %s: %v", a.cfg.ID, name, errors.Unwrap(err)))
 	}
 	a.metrics.observeLocal(name, status, time.Since(start), in, out)
 }
 
-// instanceAPI serves the local API on a socket of the instance's own, until
-// the returned stop is called.
-func (a *Agent) instanceAPI(fn string) (path string, stop func(), err error) {
+// instanceAPI serves the local API on sockets of the instance's own, until
+// the returned stop is called: HTTP on path, descriptor passing on fdPath.
+func (a *Agent) instanceAPI(fn string) (path, fdPath string, stop func(), err error) {
 	a.mu.Lock()
 	a.sockets++
 	n := a.sockets
 	a.mu.Unlock()
 	// Short names: a Unix socket path must fit in 108 bytes.
 	path = filepath.Join(a.cfg.Dir, "api", strconv.FormatUint(n, 10)+".sock")
+	fdPath = filepath.Join(a.cfg.Dir, "api", strconv.FormatUint(n, 10)+".fd")
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return "", nil, fmt.Errorf("local API socket for %s: %w", fn, err)
+		return "", "", nil, fmt.Errorf("local API socket for %s: %w", fn, err)
+	}
+	stopFD, err := a.fdSocket(fdPath, fn)
+	if err != nil {
+		ln.Close()
+		return "", "", nil, err
 	}
 	srv := &http.Server{Handler: a.localHandler(fn), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return path, func() {
+	return path, fdPath, func() {
 		srv.Close()
+		stopFD()
 		os.Remove(path)
 	}, nil
 }
@@ -101,7 +123,11 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) beat(ctx context.Context, client *http.Client) error {
-	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS()}
+	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS(),
+		Holder: a.holder, Adopted: a.refs.Adopted()}
+	if a.peerLn != nil {
+		hb.PeerAddr = a.peerLn.Addr().String()
+	}
 	body, _ := json.Marshal(hb)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.ControlURL+"/v1/nodes/"+a.cfg.ID+"/heartbeat", bytes.NewReader(body))
 	if err != nil {
@@ -113,9 +139,13 @@ func (a *Agent) beat(ctx context.Context, client *http.Client) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("control plane answered %s", resp.Status)
+	}
+	var d Directory
+	if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&d) == nil {
+		a.setPeers(d)
 	}
 	return nil
 }

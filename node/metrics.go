@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/handoff-dev/handoff/buffer"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/xfer"
 )
@@ -16,6 +18,7 @@ import (
 // metrics are the node agent's Prometheus metrics, in a registry of its own so
 // that several agents can live in one process (tests, benchmarks).
 type metrics struct {
+	labels        prometheus.Labels
 	reg           *prometheus.Registry
 	invocations   *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
@@ -30,7 +33,8 @@ type metrics struct {
 func newMetrics(node string) *metrics {
 	labels := prometheus.Labels{"node": node}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		labels: labels,
+		reg:    prometheus.NewRegistry(),
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "handoff_node_invocations_total", Help: "Invocations proxied to instances on this node.", ConstLabels: labels,
 		}, []string{"function", "code"}),
@@ -82,4 +86,38 @@ func (m *metrics) observeLocal(fn string, status int, d time.Duration, in, out i
 
 func (m *metrics) instanceState(fn string, s supervisor.State) {
 	m.stateChanges.WithLabelValues(fn, s.String()).Inc()
+}
+
+// watchRefs exports the buffer store's and reference passing's counters,
+// read when scraped.
+func (m *metrics) watchRefs(s *refpass.Service) {
+	labels := m.labels
+	st := s.Stats()
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	store := func(f func(buffer.Stats) float64) func() float64 {
+		return func() float64 { return f(s.Store().Stats()) }
+	}
+	m.reg.MustRegister(
+		gauge("handoff_node_buffers", "Payload buffers held.", store(func(x buffer.Stats) float64 { return float64(x.Buffers) })),
+		gauge("handoff_node_buffer_memory_bytes", "Bytes of payload buffers in memory.", store(func(x buffer.Stats) float64 { return float64(x.MemoryBytes) })),
+		gauge("handoff_node_buffer_spilled_bytes", "Bytes of payload buffers spilled to local disk.", store(func(x buffer.Stats) float64 { return float64(x.SpilledBytes) })),
+		gauge("handoff_node_buffer_budget_bytes", "Memory budget of payload buffers.", store(func(x buffer.Stats) float64 { return float64(x.BudgetBytes) })),
+		counter("handoff_node_buffer_spills_total", "Buffers that found no memory and spilled to disk.", store(func(x buffer.Stats) float64 { return float64(x.Spills) })),
+		counter("handoff_node_buffer_full_total", "Buffers refused because the memory budget stayed full.", store(func(x buffer.Stats) float64 { return float64(x.Refusals) })),
+		counter("handoff_node_buffers_expired_total", "Buffers freed at expiry, unread.", store(func(x buffer.Stats) float64 { return float64(x.Expired) })),
+		counter("handoff_node_ref_puts_total", "References created here.", func() float64 { return float64(st.Puts.Load()) }),
+		counter("handoff_node_ref_put_bytes_total", "Bytes put behind references here.", func() float64 { return float64(st.PutBytes.Load()) }),
+		counter("handoff_node_ref_local_opens_total", "References opened from this node's own buffers (no network).", func() float64 { return float64(st.Local.Load()) }),
+		counter("handoff_node_ref_pulls_served_total", "Pulls other members made from this node.", func() float64 { return float64(st.Served.Load()) }),
+		counter("handoff_node_ref_pulled_served_bytes_total", "Bytes other members pulled from this node.", func() float64 { return float64(st.ServedBytes.Load()) }),
+		counter("handoff_node_ref_pulls_total", "Pulls this node made from other members.", func() float64 { return float64(st.Pulls.Load()) }),
+		counter("handoff_node_ref_pulled_bytes_total", "Bytes this node pulled from other members.", func() float64 { return float64(st.PullBytes.Load()) }),
+		counter("handoff_node_ref_refusals_total", "Opens and pulls refused: forged, expired, wrong reader, exhausted, gone.", func() float64 { return float64(st.Refused.Load()) }),
+		counter("handoff_node_buffers_adopted_total", "Buffers taken over from draining members.", func() float64 { return float64(st.Adopted.Load()) }),
+	)
 }

@@ -23,8 +23,12 @@ import (
 
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/peerlink"
+	"github.com/handoff-dev/handoff/pki"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/xfer"
 )
 
 // Config configures a node agent.
@@ -40,6 +44,26 @@ type Config struct {
 	// WireListen is the address of the framed invocation port (package
 	// wire); default 127.0.0.1:0.
 	WireListen string
+
+	// InlineMax is the largest body that travels inline between functions;
+	// larger ones are passed by reference (default xfer.DefaultInlineMax).
+	InlineMax int64
+	// BufferMemory is the memory budget of the node's payload buffers
+	// (default: a quarter of the machine's memory).
+	BufferMemory int64
+	// SpillDir receives buffers that find no memory (default Dir/spill);
+	// "-" turns spilling off, so a full budget is an error after a wait.
+	SpillDir string
+	// TLS is the node's cluster identity (package pki). Without it the node
+	// neither serves nor makes pulls: references only work on this node.
+	TLS pki.Files
+	// PeerListen is the address of the mutual-TLS peer listener where other
+	// members pull buffers (default 127.0.0.1:0).
+	PeerListen string
+	// PeerEncrypt keeps payloads inside TLS between nodes. Off, they travel
+	// in the clear (sendfile) once TLS has authenticated both ends: right
+	// for loopback and private networks, twice as fast (see peerlink).
+	PeerEncrypt bool
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -52,12 +76,24 @@ type StartRequest struct {
 
 // Heartbeat is what a node agent reports to the control plane.
 type Heartbeat struct {
-	ID        string         `json:"id"`
-	Addr      string         `json:"addr"`
-	Boot      string         `json:"boot"` // changes every time the agent starts
-	WireAddr  string         `json:"wireAddr,omitempty"`
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Boot     string `json:"boot"` // changes every time the agent starts
+	WireAddr string `json:"wireAddr,omitempty"`
+	// Holder is the name this agent incarnation signs references with
+	// (its id and boot), PeerAddr where members pull from it, Adopted the
+	// holders whose buffers it took over from draining members.
+	Holder    string         `json:"holder,omitempty"`
+	PeerAddr  string         `json:"peerAddr,omitempty"`
+	Adopted   []string       `json:"adopted,omitempty"`
 	Instances []api.Instance `json:"instances"`
 	RSS       int64          `json:"rss"` // the agent's own resident memory
+}
+
+// Directory answers a heartbeat: where each holder's buffers are pulled
+// from (holder name → peer address), adopted holders included.
+type Directory struct {
+	Peers map[string]string `json:"peers"`
 }
 
 // Agent is a running node agent.
@@ -68,10 +104,16 @@ type Agent struct {
 	metrics *metrics
 	toInst  http.RoundTripper // to instances on this node (httpx.Hybrid)
 	toCtl   http.RoundTripper // to the control plane (httpx.Hybrid)
+	policy  xfer.Policy
+	refs    *refpass.Service // nil when buffers cannot be made here
+	member  *pki.Member      // the cluster identity, nil without Config.TLS
+	holder  string           // the holder name in references this agent signs
+	ctx     context.Context  // done when Run stops
 
 	ln      net.Listener
 	localLn net.Listener
 	wireLn  net.Listener
+	peerLn  net.Listener // nil without a cluster identity
 
 	mu        sync.Mutex // guards all following fields
 	instances map[string]*supervisor.Instance
@@ -106,6 +148,11 @@ func New(cfg Config) (*Agent, error) {
 		toCtl:     httpx.NewHybrid(),
 		instances: make(map[string]*supervisor.Instance),
 		starting:  make(map[string]bool),
+		ctx:       context.Background(),
+	}
+	a.holder = holderName(cfg.ID, a.boot)
+	if err := a.setupRefs(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -139,6 +186,20 @@ func (a *Agent) Listen() error {
 		return fmt.Errorf("node %s: wire listener: %w", a.cfg.ID, err)
 	}
 	a.ln, a.localLn, a.wireLn = ln, lln, wln
+	if a.member != nil {
+		pl := a.cfg.PeerListen
+		if pl == "" {
+			pl = "127.0.0.1:0"
+		}
+		pln, err := net.Listen("tcp", pl)
+		if err != nil {
+			ln.Close()
+			lln.Close()
+			wln.Close()
+			return fmt.Errorf("node %s: peer listener: %w", a.cfg.ID, err)
+		}
+		a.peerLn = pln
+	}
 	return nil
 }
 
@@ -150,12 +211,22 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	a.ctx = runCtx
 	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
 	local := &http.Server{Handler: a.localHandler(""), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
 	go a.serveWire()
+	var peer *peerlink.Server
+	if a.peerLn != nil {
+		peer = a.refs.Server(!a.cfg.PeerEncrypt)
+		go func() { errc <- peer.Serve(a.peerLn) }()
+	}
+	stopSweep := a.sweepBuffers()
+	defer stopSweep()
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
 
 	hbDone := make(chan struct{})
@@ -170,11 +241,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.closing = true
 	a.mu.Unlock()
 	a.stopAll(30 * time.Second)
+	a.handOffBuffers()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = local.Shutdown(sctx)
 	_ = api.Shutdown(sctx)
+	if peer != nil {
+		a.peerLn.Close()
+		peer.Close()
+	}
 	a.wireLn.Close()
+	cancelRun()
+	if a.refs != nil {
+		_ = a.refs.Store().Close()
+	}
 	<-hbDone
 	os.Remove(a.SocketPath())
 	if errors.Is(err, http.ErrServerClosed) {
@@ -260,7 +340,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("start request: function %q or instance id %q is not a valid name", fn.Name, id))
 		return
 	}
-	sock, stopAPI, err := a.instanceAPI(fn.Name)
+	sock, fdSock, stopAPI, err := a.instanceAPI(fn.Name)
 	if err != nil {
 		a.mu.Lock()
 		delete(a.starting, id)
@@ -278,6 +358,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
+	env = append(env, "HANDOFF_FD="+fdSock)
 	cfg := supervisor.Config{
 		ID:           id,
 		Function:     fn.Name,
@@ -388,11 +469,28 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	defer inst.End()
 	fn := r.Header.Get(httpx.HeaderFunction) // set by the gateway; Info() would read /proc
+	caller := r.Header.Get(httpx.HeaderCaller)
 	start := time.Now()
-	status, in, out, err := httpx.Forward(w, r, a.toInst, "http://"+inst.Addr()+"/", func(h http.Header) {
+	// A reference in place of the body: pull the bytes (from this node's
+	// buffers or the holder's) while they are delivered.
+	p, ok, err := a.deref(r.Context(), r.Header, fn)
+	if err != nil {
+		status, _ := refpass.Status(err)
+		writeRefError(w, err)
+		a.metrics.observeInvoke(fn, status, time.Since(start), 0, 0)
+		return
+	}
+	if ok {
+		defer p.Close()
+		r.Body, r.ContentLength = p, p.Ref.Size
+	}
+	status, in, out, err := httpx.ForwardVia(w, r, a.toInst, "http://"+inst.Addr()+"/", func(h http.Header) {
 		h.Del(httpx.HeaderToken) // the cluster token never reaches an instance
-	})
-	if errors.Is(err, httpx.ErrUpstream) {
+	}, func(resp *http.Response) error { return a.refAnswer(r.Context(), resp, fn, caller) })
+	if errors.Is(err, httpx.ErrUpstream) && isRefError(errors.Unwrap(err)) {
+		status, _ = refpass.Status(errors.Unwrap(err))
+		writeRefError(w, errors.Unwrap(err))
+	} else if errors.Is(err, httpx.ErrUpstream) {
 		status = http.StatusBadGateway
 		msg := fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, id, a.cfg.ID, errors.Unwrap(err))
 		if exit := exitAfterFailure(inst); exit != "" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/wire"
 )
 
@@ -83,7 +84,25 @@ func (a *Agent) wireInvoke(req *wire.Request, bw *bufio.Writer) error {
 	}
 	hreq.Header = req.Header
 	hreq.ContentLength = int64(len(req.Body))
+	// A reference in place of the body (see handleInvoke).
+	p, ok, err := a.deref(ctx, hreq.Header, fn)
+	if err != nil {
+		status, code := refpass.Status(err)
+		return wireError(bw, status, code, err.Error())
+	}
+	if ok {
+		defer p.Close()
+		hreq.Body, hreq.ContentLength = p, p.Ref.Size
+	}
+	caller := req.Header.Get(httpx.HeaderCaller)
 	resp, err := a.toInst.RoundTrip(hreq)
+	if err == nil {
+		if rerr := a.refAnswer(ctx, resp, fn, caller); rerr != nil {
+			resp.Body.Close()
+			status, code := refpass.Status(rerr)
+			return wireError(bw, status, code, rerr.Error())
+		}
+	}
 	if err != nil {
 		msg := fmt.Sprintf("function %s instance %s on node %s failed: %v", fn, req.Target, a.cfg.ID, err)
 		if exit := exitAfterFailure(inst); exit != "" {

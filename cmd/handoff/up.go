@@ -17,6 +17,7 @@ import (
 
 	"github.com/handoff-dev/handoff/control"
 	"github.com/handoff-dev/handoff/node"
+	"github.com/handoff-dev/handoff/pki"
 	"github.com/handoff-dev/handoff/spec"
 )
 
@@ -25,7 +26,8 @@ func cmdUp(args []string) error {
 	dir := fs.String("dir", defaultDir(), "state directory (functions, queued invocations, logs)")
 	listen := fs.String("listen", "127.0.0.1:7070", "gateway address; 127.0.0.1:0 picks a free port")
 	nodes := fs.Int("nodes", 2, "node agents to run, each its own process")
-	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline")
+	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
+	bufferMem := fs.String("buffer-memory", "", "memory budget of each node agent's payload buffers (default: a quarter of the machine's memory)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -36,6 +38,11 @@ func cmdUp(args []string) error {
 	max, err := spec.ParseBytes(*inlineMax)
 	if err != nil || max <= 0 {
 		return fmt.Errorf("--inline-max %q: give a size such as 6Mi", *inlineMax)
+	}
+	if *bufferMem != "" {
+		if n, err := spec.ParseBytes(*bufferMem); err != nil || n <= 0 {
+			return fmt.Errorf("--buffer-memory %q: give a size such as 4Gi", *bufferMem)
+		}
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -75,8 +82,16 @@ func cmdUp(args []string) error {
 	if err != nil {
 		return err
 	}
+	ca, err := pki.LoadOrCreateCA(filepath.Join(abs, "pki"))
+	if err != nil {
+		return err
+	}
 	nodeCtx, stopNodes := context.WithCancel(context.Background())
-	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, Logger: log}
+	extra := []string{"--inline-max", *inlineMax}
+	if *bufferMem != "" {
+		extra = append(extra, "--buffer-memory", *bufferMem)
+	}
+	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, ExtraArgs: extra, Logger: log}
 	l.Start(nodeCtx, *nodes)
 	defer func() { stopNodes(); l.Wait() }()
 
@@ -138,11 +153,32 @@ func cmdNode(args []string) error {
 	ctl := fs.String("control", "", "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the cluster token")
 	listen := fs.String("listen", "127.0.0.1:0", "node API address")
+	peerListen := fs.String("peer-listen", "127.0.0.1:0", "mutual-TLS address where other members pull buffers")
+	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
+	bufferMem := fs.String("buffer-memory", "", "memory budget of payload buffers (default: a quarter of the machine's memory)")
+	encrypt := fs.Bool("peer-encrypt", false, "keep payloads inside TLS between nodes (off: clear after mutual TLS authentication, for loopback and private networks)")
+	spill := fs.String("spill-dir", "", `where buffers go when the memory budget is full (default DIR/spill; "-" to wait and then refuse instead)`)
+	var tlsFiles pki.Files
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "cluster CA certificate (PEM)")
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "this node's certificate (PEM)")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "this node's private key (PEM)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *id == "" || *dir == "" || *ctl == "" || *tokenFile == "" {
 		return errors.New("--id, --dir, --control and --token-file are required; `handoff up` starts node agents for you")
+	}
+	max, err := spec.ParseBytes(*inlineMax)
+	if err != nil || max <= 0 {
+		return fmt.Errorf("--inline-max %q: give a size such as 6Mi", *inlineMax)
+	}
+	var budget int64
+	if *bufferMem != "" {
+		n, err := spec.ParseBytes(*bufferMem)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--buffer-memory %q: give a size such as 4Gi", *bufferMem)
+		}
+		budget = int64(n)
 	}
 	b, err := os.ReadFile(*tokenFile)
 	if err != nil {
@@ -152,7 +188,8 @@ func cmdNode(args []string) error {
 	if n, err := strconv.Atoi(strings.TrimPrefix(*id, "n")); err == nil {
 		servePprof(log, n)
 	}
-	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log})
+	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
+		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt})
 	if err != nil {
 		return err
 	}
