@@ -149,10 +149,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("control: gateway cannot listen on %s: %w; pick another --listen address", cfg.Listen, err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "control"),
-		db:      db,
-		policy:  xfer.Policy{InlineMax: cfg.InlineMax},
+		cfg: cfg,
+		log: cfg.Logger.With("component", "control"),
+		db:  db,
+		// Every node agent runs reference passing; an upload over the
+		// inline limit goes by reference.
+		policy:  xfer.Policy{InlineMax: cfg.InlineMax, Available: map[xfer.Mode]bool{xfer.Ref: true}},
 		toNodes: httpx.NewHybrid(),
 		wire:    newWirePool(cfg.Token),
 		ln:      ln,

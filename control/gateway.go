@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/node"
 	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/state"
@@ -95,12 +97,15 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		// sends the bytes (or a reference inside its body, as data).
 		r.Header.Del(refpass.HeaderRef)
 	}
+	mode := xfer.Inline
 	if r.ContentLength > 0 {
-		if _, _, err := s.policy.Choose(xfer.Edge{From: caller, To: name, Size: r.ContentLength}); err != nil {
+		m, _, err := s.policy.Choose(xfer.Edge{From: caller, To: name, Size: r.ContentLength})
+		if err != nil {
 			s.metrics.invocations.WithLabelValues(name, "413").Inc()
 			httpx.WriteError(w, http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
 			return
 		}
+		mode = m
 	}
 	rid := r.Header.Get(httpx.HeaderRequestID)
 	if rid == "" {
@@ -111,7 +116,9 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		s.enqueueAsync(w, r, f, rid)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.policy.InlineMax)
+	if mode == xfer.Inline {
+		r.Body = http.MaxBytesReader(w, r.Body, s.policy.InlineMax)
+	}
 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), f.spec.Timeout.Std())
@@ -133,13 +140,25 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		h.Set(httpx.HeaderFunction, name)
 	}
 	var status int
-	var in, out int64
+	var in, out, viaRef int64
+	if mode == xfer.Ref {
+		// The upload goes into a buffer on the receiver's node, and the
+		// invocation carries a reference to it: the instance gets it from
+		// its own node's memory.
+		n, err := s.putRef(ctx, w, r, b, name)
+		if err != nil {
+			s.metrics.observe(name, http.StatusBadGateway, time.Since(start), n, 0)
+			return
+		}
+		viaRef = n
+	}
 	if b.wireAddr != "" && r.ContentLength >= 0 && r.ContentLength <= wire.MaxBody {
 		// Small bodies take the framed path: one goroutine per side.
 		status, in, out, err = s.forwardWire(ctx, w, r, b, set)
 	} else {
 		status, in, out, err = httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, set)
 	}
+	in += viaRef
 	if errors.Is(err, httpx.ErrUpstream) {
 		var tooBig *http.MaxBytesError
 		switch {
@@ -155,6 +174,40 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.observe(name, status, time.Since(start), in, out)
+}
+
+// putRef stores r's body in a buffer on b's node agent and replaces the
+// body with a reference to it that only function name may read, once. On
+// error it has answered the client.
+func (s *Server) putRef(ctx context.Context, w http.ResponseWriter, r *http.Request, b *backend, name string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.nodeURL+"/v1/refs?reads=1&readers="+url.QueryEscape(name), r.Body)
+	if err != nil {
+		return 0, err
+	}
+	req.ContentLength = r.ContentLength
+	httpx.SetToken(req.Header, s.cfg.Token)
+	resp, err := s.toNodes.RoundTrip(req)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadGateway, "node_unreachable", fmt.Sprintf("function %s: node agent %s could not take the upload: %v", name, b.node, err))
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		// The node's error ({"code","error"}) says what to do; pass it on.
+		httpx.CopyHeaders(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 64<<10))
+		return 0, fmt.Errorf("node %s refused the upload: %s", b.node, resp.Status)
+	}
+	var put node.PutResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&put); err != nil || put.Ref == "" {
+		httpx.WriteError(w, http.StatusBadGateway, "node_unreachable", fmt.Sprintf("function %s: node agent %s answered the upload with no reference", name, b.node))
+		return 0, fmt.Errorf("no reference in the answer: %v", err)
+	}
+	r.Body, r.ContentLength = http.NoBody, 0
+	r.Header.Del("Content-Length")
+	r.Header.Set(refpass.HeaderRef, put.Ref)
+	return put.Size, nil
 }
 
 // forwardWire sends a small invocation to b's node agent over the framed

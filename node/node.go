@@ -291,6 +291,8 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/instances", a.handleList)
 	mux.HandleFunc("POST /v1/invoke/{id}", a.handleInvoke)
 	mux.HandleFunc("GET /v1/logs/{function}", a.handleLogs)
+	// The gateway stores uploads over the inline limit here (issuer "client").
+	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, "") })
 	metricsH := a.metrics.handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
@@ -482,7 +484,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if ok {
 		defer p.Close()
-		r.Body, r.ContentLength = p, p.Ref.Size
+		r.Body, r.ContentLength = deliverable(p), p.Ref.Size
 	}
 	status, in, out, err := httpx.ForwardVia(w, r, a.toInst, "http://"+inst.Addr()+"/", func(h http.Header) {
 		h.Del(httpx.HeaderToken) // the cluster token never reaches an instance

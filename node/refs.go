@@ -132,6 +132,17 @@ func (a *Agent) deref(ctx context.Context, h http.Header, reader string) (p *ref
 	return p, true, nil
 }
 
+// deliverable is a payload as a request body for an instance. A local
+// payload is its buffer's own file, which net/http's transport hands to
+// the kernel (sendfile(2)) instead of copying it through this process; the
+// payload itself stays open until the caller closes it.
+func deliverable(p *refpass.Payload) io.ReadCloser {
+	if f := p.File(); f != nil {
+		return io.NopCloser(f)
+	}
+	return io.NopCloser(p)
+}
+
 // derefAnswer is the answer hook of a caller's node agent: a reference in
 // the answer becomes the bytes, pulled while they are delivered.
 func (a *Agent) derefAnswer(ctx context.Context, resp *http.Response, caller string) error {

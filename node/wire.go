@@ -92,7 +92,7 @@ func (a *Agent) wireInvoke(req *wire.Request, bw *bufio.Writer) error {
 	}
 	if ok {
 		defer p.Close()
-		hreq.Body, hreq.ContentLength = p, p.Ref.Size
+		hreq.Body, hreq.ContentLength = deliverable(p), p.Ref.Size
 	}
 	caller := req.Header.Get(httpx.HeaderCaller)
 	resp, err := a.toInst.RoundTrip(hreq)
