@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -88,6 +89,15 @@ func (a *Agent) sweepBuffers() (stop func()) {
 func (a *Agent) handOffBuffers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if a.refs.Store().Stats().Buffers > 0 {
+		// A fresh directory first: the adopter must be a member that is
+		// up now, and an agent that started a moment ago may not know
+		// its peers yet.
+		client := &http.Client{Transport: a.toCtl, Timeout: 5 * time.Second}
+		if err := a.beat(ctx, client); err != nil {
+			a.log.Warn("no fresh member directory before handing buffers over", "err", err)
+		}
+	}
 	n, err := a.refs.Handoff(ctx)
 	if err != nil {
 		a.log.Error("unread buffers could not all be handed over", "moved", n, "err", err)
