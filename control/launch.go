@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +26,11 @@ type Launcher struct {
 	// CA, when set, issues each agent its cluster identity (written to
 	// Dir/nodes/<id>/tls before every start, so a restart gets a fresh
 	// certificate); agents then pull buffers from each other over mutual TLS.
-	CA     *pki.CA
+	CA *pki.CA
+	// Host is the address node agents listen on (API, wire and peer
+	// ports); default 127.0.0.1. Members on other machines or network
+	// namespaces reach them there.
+	Host   string
 	Logger *slog.Logger
 
 	wg sync.WaitGroup
@@ -79,8 +84,14 @@ func (l *Launcher) run(ctx context.Context, id string) error {
 	}
 	defer logf.Close()
 	args := []string{"node", "--id", id, "--dir", dir, "--control", l.ControlURL, "--token-file", l.TokenFile}
+	hosts := []string{"127.0.0.1", "localhost"}
+	if l.Host != "" {
+		hp := net.JoinHostPort(l.Host, "0")
+		args = append(args, "--listen", hp, "--wire-listen", hp, "--peer-listen", hp)
+		hosts = append(hosts, l.Host)
+	}
 	if l.CA != nil {
-		f, err := pki.WriteMember(filepath.Join(dir, "tls"), id, []string{"127.0.0.1", "localhost"}, l.CA, 365*24*time.Hour)
+		f, err := pki.WriteMember(filepath.Join(dir, "tls"), id, hosts, l.CA, 365*24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("node agent %s identity: %w", id, err)
 		}

@@ -28,6 +28,7 @@ func cmdUp(args []string) error {
 	nodes := fs.Int("nodes", 2, "node agents to run, each its own process")
 	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
 	bufferMem := fs.String("buffer-memory", "", "memory budget of each node agent's payload buffers (default: a quarter of the machine's memory)")
+	nodeHost := fs.String("node-host", "127.0.0.1", "address the node agents listen on (API, wire and peer ports)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -91,7 +92,7 @@ func cmdUp(args []string) error {
 	if *bufferMem != "" {
 		extra = append(extra, "--buffer-memory", *bufferMem)
 	}
-	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, ExtraArgs: extra, Logger: log}
+	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, Host: *nodeHost, ExtraArgs: extra, Logger: log}
 	l.Start(nodeCtx, *nodes)
 	defer func() { stopNodes(); l.Wait() }()
 
@@ -154,6 +155,7 @@ func cmdNode(args []string) error {
 	tokenFile := fs.String("token-file", "", "file holding the cluster token")
 	listen := fs.String("listen", "127.0.0.1:0", "node API address")
 	peerListen := fs.String("peer-listen", "127.0.0.1:0", "mutual-TLS address where other members pull buffers")
+	wireListen := fs.String("wire-listen", "127.0.0.1:0", "address of the framed invocation port the gateway uses")
 	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
 	bufferMem := fs.String("buffer-memory", "", "memory budget of payload buffers (default: a quarter of the machine's memory)")
 	encrypt := fs.Bool("peer-encrypt", false, "keep payloads inside TLS between nodes (off: clear after mutual TLS authentication, for loopback and private networks)")
@@ -189,7 +191,7 @@ func cmdNode(args []string) error {
 		servePprof(log, n)
 	}
 	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
-		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt})
+		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen})
 	if err != nil {
 		return err
 	}
