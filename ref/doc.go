@@ -86,11 +86,11 @@
 // A token is ASCII, at most MaxTokenLen (4096) bytes, safe in HTTP headers,
 // URLs and JSON strings:
 //
-//	token = "hr1." base64url(body || tag)
+//	token = "hr2." base64url(body || tag)
 //
 // base64url is RFC 4648 §5 without padding; decoders must refuse padding,
 // characters outside the alphabet and non-zero unused bits in the last
-// character, so every token has one text form. "hr1." names version 1 of
+// character, so every token has one text form. "hr2." names version 2 of
 // the layout; another layout takes another prefix.
 //
 // The body is these fields in this order, integers big-endian, with no
@@ -101,7 +101,8 @@
 //	1+n   holder    name, 1–63 bytes of a-z 0-9 '-'
 //	16    buffer    the holder's buffer id
 //	8     size      uint64, payload bytes, at most 2^63-1
-//	4     checksum  uint32, CRC-32C (Castagnoli) of the payload
+//	4     checksum  uint32, CRC-32C (Castagnoli) of the payload; 0 if deferred
+//	1     flags     bit 0: the checksum is deferred to the holder; others 0
 //	8     expires   int64, Unix seconds, 1 .. 253402300799 (9999-12-31)
 //	4     reads     uint32, pulls allowed, at least 1
 //	1+n   issuer    name, a function name
@@ -116,10 +117,10 @@
 // The tag is the 32-byte HMAC-SHA256, keyed with the secret of the key id,
 // over the ASCII prefix followed by the body:
 //
-//	tag = HMAC-SHA256(secret[key id], "hr1." || body)
+//	tag = HMAC-SHA256(secret[key id], "hr2." || body)
 //
 // A verifier checks, in order: length at most 4096; the prefix; base64url;
-// at least 83 decoded bytes (the shortest body, 51, plus the tag); the key
+// at least 84 decoded bytes (the shortest body, 52, plus the tag); the key
 // id is known; the tag, compared in constant time; the body decodes
 // exactly, with every field within its rules; and now is before expires.
 package ref

@@ -18,7 +18,7 @@ func fuzzSeeds(f *testing.F) []string {
 		sign(f, k, any),
 		tok[:len(tok)-1],
 		Prefix,
-		"hr2." + tok[len(Prefix):],
+		"hr3." + tok[len(Prefix):], // a future layout
 		"",
 	}
 }

@@ -75,6 +75,12 @@ type Ref struct {
 	// Checksum is the CRC-32C (Castagnoli) of the payload. The receiver
 	// checks it after pulling; this package does not see the payload.
 	Checksum uint32
+	// Deferred says the payload's checksum is not in the token (Checksum
+	// is 0): the holder computes it from its sealed copy when the payload
+	// first leaves the node, and the receiver checks the bytes it pulled
+	// against that. A hand-over of a sealed buffer on one node then costs
+	// no pass over the bytes at all.
+	Deferred bool
 	// Expires is when the reference stops verifying. The token keeps whole
 	// Unix seconds (Sign truncates); it must lie after 1970-01-01T00:00:00Z
 	// and no later than 9999-12-31T23:59:59Z.
@@ -106,8 +112,12 @@ func (r Ref) AllowedFor(function string) error {
 // String describes r for logs. It holds nothing secret: the token itself
 // is the capability, and r cannot be turned back into one without the key.
 func (r Ref) String() string {
-	return fmt.Sprintf("ref{key %d, holder %s, buffer %x, %d bytes, crc32c %08x, expires %s, readers [%s], reads %d, issuer %s}",
-		r.KeyID, r.Holder, r.Buffer, r.Size, r.Checksum, r.Expires.UTC().Format(time.RFC3339),
+	sum := fmt.Sprintf("crc32c %08x", r.Checksum)
+	if r.Deferred {
+		sum = "crc32c deferred"
+	}
+	return fmt.Sprintf("ref{key %d, holder %s, buffer %x, %d bytes, %s, expires %s, readers [%s], reads %d, issuer %s}",
+		r.KeyID, r.Holder, r.Buffer, r.Size, sum, r.Expires.UTC().Format(time.RFC3339),
 		strings.Join(r.Readers, " "), r.Reads, r.Issuer)
 }
 
@@ -119,6 +129,9 @@ func (r Ref) validate() string {
 	}
 	if r.Size < 0 {
 		return fmt.Sprintf("size %d is negative", r.Size)
+	}
+	if r.Deferred && r.Checksum != 0 {
+		return "a deferred checksum must be left 0"
 	}
 	if r.Expires.IsZero() || r.Expires.Unix() <= 0 || r.Expires.Unix() > maxExpires {
 		return fmt.Sprintf("expiry %s is unset or outside 1970–9999; set it from the clock plus a ttl", r.Expires.UTC().Format(time.RFC3339))

@@ -380,19 +380,21 @@ func TestSignValidates(t *testing.T) {
 func TestParseRefusesInvalidBodies(t *testing.T) {
 	k := newKeyring(t)
 	// Offsets with a two-byte holder: key 0, holder 4, buffer 7, size 23,
-	// checksum 31, expires 35, reads 43, issuer 47, readers 49.
+	// checksum 31, flags 35, expires 36, reads 44, issuer 48, readers 50.
 	body := encodeBody(nil, Ref{KeyID: 1, Holder: "n1", Expires: now, Readers: []string{"a"}, Reads: 1, Issuer: "b"})
 	for name, edit := range map[string]func([]byte) []byte{
 		"trailing byte":  func(b []byte) []byte { return append(b, 0) },
 		"truncated":      func(b []byte) []byte { return b[:len(b)-1] },
 		"negative size":  func(b []byte) []byte { b[23] = 0x80; return b },
-		"zero reads":     func(b []byte) []byte { b[43], b[44], b[45], b[46] = 0, 0, 0, 0; return b },
+		"zero reads":     func(b []byte) []byte { b[44], b[45], b[46], b[47] = 0, 0, 0, 0; return b },
+		"unknown flag":   func(b []byte) []byte { b[35] = 2; return b },
+		"deferred sum":   func(b []byte) []byte { b[34], b[35] = 1, 1; return b },
 		"33 readers":     func(b []byte) []byte { b[len(b)-3] = 33; return b },
 		"upper holder":   func(b []byte) []byte { b[5] = 'N'; return b },
 		"long holder":    func(b []byte) []byte { b[4] = 64; return b },
 		"zero readers":   func(b []byte) []byte { return append(b[:len(b)-3], 0) },
-		"huge expiry":    func(b []byte) []byte { b[35] = 0x7f; return b },
-		"negative exp.":  func(b []byte) []byte { b[35] = 0xff; return b },
+		"huge expiry":    func(b []byte) []byte { b[36] = 0x7f; return b },
+		"negative exp.":  func(b []byte) []byte { b[36] = 0xff; return b },
 		"reader is any+": func(b []byte) []byte { return append(b[:len(b)-3], 2, 1, '*', 1, 'a') },
 	} {
 		bad := edit(bytes.Clone(body))
@@ -492,7 +494,24 @@ func TestKeyringConcurrent(t *testing.T) {
 
 func TestShortestBody(t *testing.T) {
 	r := Ref{Holder: "n", Expires: now, Readers: []string{AnyReader}, Reads: 1, Issuer: "a"}
-	if n := len(encodeBody(nil, r)); n != minBody || n != bodyLen(r) || minBody != 51 {
-		t.Fatalf("shortest body is %d bytes, minBody %d, doc.go says 51", n, minBody)
+	if n := len(encodeBody(nil, r)); n != minBody || n != bodyLen(r) || minBody != 52 {
+		t.Fatalf("shortest body is %d bytes, minBody %d, doc.go says 52", n, minBody)
+	}
+}
+
+func TestDeferredChecksum(t *testing.T) {
+	k := newKeyring(t)
+	r := sample()
+	r.Checksum, r.Deferred = 0, true
+	got, err := k.Verify(sign(t, k, r), now.Add(-time.Minute))
+	if err != nil || !got.Deferred || got.Checksum != 0 {
+		t.Fatalf("Verify = %+v, %v; want the deferred flag back", got, err)
+	}
+	if !strings.Contains(got.String(), "deferred") {
+		t.Errorf("String() = %q does not say the checksum is deferred", got.String())
+	}
+	r.Checksum = 7
+	if _, err := k.Sign(r); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Sign(deferred with a checksum) = %v; want ErrInvalid", err)
 	}
 }

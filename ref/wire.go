@@ -11,13 +11,17 @@ import (
 
 // Prefix starts every token. Its digit is the format version; a change to
 // the layout in doc.go takes a new prefix.
-const Prefix = "hr1."
+const Prefix = "hr2."
 
 const (
 	tagLen = 32 // HMAC-SHA256
 	// minBody is the shortest body: one-byte holder, issuer and reader.
-	minBody = 4 + 1 + 1 + 16 + 8 + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1
+	minBody = 4 + 1 + 1 + 16 + 8 + 4 + 1 + 8 + 4 + 1 + 1 + 1 + 1 + 1
 )
+
+// flagDeferred marks a reference whose checksum the holder computes when
+// the payload first leaves its node (Ref.Deferred).
+const flagDeferred = 1
 
 // b64 is unpadded base64url that refuses non-zero trailing bits, so every
 // byte string has exactly one text form and a changed character always
@@ -67,6 +71,11 @@ func encodeBody(dst []byte, r Ref) []byte {
 	dst = append(dst, r.Buffer[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Size))
 	dst = binary.BigEndian.AppendUint32(dst, r.Checksum)
+	var flags byte
+	if r.Deferred {
+		flags |= flagDeferred
+	}
+	dst = append(dst, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Expires.Unix()))
 	dst = binary.BigEndian.AppendUint32(dst, r.Reads)
 	dst = appendName(dst, r.Issuer)
@@ -81,7 +90,7 @@ func encodeBody(dst []byte, r Ref) []byte {
 func bodyLen(r Ref) int {
 	// Fixed-width fields, plus the length bytes of holder and issuer and
 	// the reader count.
-	n := 4 + 1 + 16 + 8 + 4 + 8 + 4 + 1 + 1 + len(r.Holder) + len(r.Issuer)
+	n := 4 + 1 + 16 + 8 + 4 + 1 + 8 + 4 + 1 + 1 + len(r.Holder) + len(r.Issuer)
 	for _, name := range r.Readers {
 		n += 1 + len(name)
 	}
@@ -126,6 +135,8 @@ func decodeBody(body []byte) (Ref, error) {
 	copy(r.Buffer[:], d.take(16))
 	size := d.u64()
 	r.Checksum = d.u32()
+	flags := d.u8()
+	r.Deferred = flags&flagDeferred != 0
 	expires := d.u64()
 	r.Reads = d.u32()
 	r.Issuer = d.name()
@@ -142,6 +153,12 @@ func decodeBody(body []byte) (Ref, error) {
 	}
 	if len(d.b) > 0 {
 		return Ref{}, malformed("%d unexpected bytes after the last field", len(d.b))
+	}
+	if flags&^flagDeferred != 0 {
+		return Ref{}, malformed("unknown flags %#02x", flags)
+	}
+	if r.Deferred && r.Checksum != 0 {
+		return Ref{}, malformed("a deferred checksum must be 0, not %08x", r.Checksum)
 	}
 	if size > math.MaxInt64 {
 		return Ref{}, malformed("size %d overflows int64", size)
