@@ -35,6 +35,10 @@ type Request struct {
 	// Size and Checksum (CRC-32C) describe the attached memfd of a put.
 	Size     int64  `json:"size,omitempty"`
 	Checksum uint32 `json:"checksum,omitempty"`
+	// Deferred leaves the checksum to the node, which computes it only
+	// if the payload ever leaves the node: a hand-over on one node then
+	// never passes over the bytes.
+	Deferred bool `json:"deferred,omitempty"`
 	// Readers, Reads and TTLMillis scope the reference a put creates; zero
 	// values take the node's defaults (the callee named by the caller is
 	// not known here, so Readers defaults to none: a put must name them).

@@ -77,7 +77,7 @@ func (a *Agent) sweepBuffers() (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				a.refs.Store().Sweep()
+				a.refs.Sweep()
 			}
 		}
 	}()

@@ -122,7 +122,11 @@ func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (fdpass
 			return fdResponse(fmt.Errorf("%w: a put must carry the memfd holding the payload", ref.ErrInvalid)), nil
 		}
 		o := refpass.Options{Issuer: readerName(caller), Readers: req.Readers, Reads: req.Reads, TTL: time.Duration(req.TTLMillis) * time.Millisecond}
-		tok, info, err := a.refs.Adopt(f, req.Size, req.Checksum, o)
+		sum := &req.Checksum
+		if req.Deferred {
+			sum = nil
+		}
+		tok, info, err := a.refs.Adopt(f, req.Size, sum, o)
 		if err != nil {
 			return fdResponse(err), nil
 		}

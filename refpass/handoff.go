@@ -73,9 +73,13 @@ func (s *Service) handOne(ctx context.Context, to string, info buffer.Info) erro
 	if err != nil {
 		return err
 	}
+	sum, err := s.checksum(rd)
+	if err != nil {
+		return err
+	}
 	err = s.link.Adopt(ctx, addr, peerlink.Request{
 		Holder: s.cfg.Node, Buffer: info.ID.String(), ReadsLeft: info.ReadsLeft,
-		Expires: info.Expires.Unix(), Issuer: info.Issuer, Size: info.Size, Checksum: info.Checksum,
+		Expires: info.Expires.Unix(), Issuer: info.Issuer, Size: info.Size, Checksum: sum,
 	}, rd, rd.File())
 	if err != nil {
 		return fmt.Errorf("hand to %s: %w", to, err)

@@ -96,9 +96,11 @@ type Service struct {
 
 	link *peerlink.Client // nil without a cluster identity
 
-	mu      sync.Mutex        // guards all following fields
-	peers   map[string]string // holder → peer address (host:port)
-	aliases map[string]bool   // holders whose buffers this node adopted
+	mu       sync.Mutex           // guards all following fields
+	peers    map[string]string    // holder → peer address (host:port)
+	aliases  map[string]bool      // holders whose buffers this node adopted
+	deferred map[buffer.ID]bool   // buffers whose checksum is computed on first need
+	sums     map[buffer.ID]uint32 // those computed so far
 }
 
 // Stats are counters for metrics; read them with Snapshot.
@@ -126,10 +128,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		peers:   map[string]string{},
-		aliases: map[string]bool{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		peers:    map[string]string{},
+		aliases:  map[string]bool{},
+		deferred: map[buffer.ID]bool{},
+		sums:     map[buffer.ID]uint32{},
 	}
 	if cfg.Member != nil {
 		s.link = &peerlink.Client{TLS: cfg.Member.ClientConfig(""), Clear: cfg.Clear}
@@ -174,7 +178,7 @@ func (s *Service) Put(ctx context.Context, r io.Reader, size int64, o Options) (
 	if err != nil {
 		return "", buffer.Info{}, err
 	}
-	tok, err := s.sign(info, o)
+	tok, err := s.sign(info, o, false)
 	if err != nil {
 		_ = s.cfg.Store.Free(info.ID)
 		return "", buffer.Info{}, err
@@ -184,21 +188,33 @@ func (s *Service) Put(ctx context.Context, r io.Reader, size int64, o Options) (
 	return tok, info, nil
 }
 
-// Adopt takes over a memfd an instance filled (size bytes, CRC-32C
-// checksum), seals it and returns a reference to it: a hand-over without a
-// copy. f is the store's from then on, even on error.
-func (s *Service) Adopt(f *os.File, size int64, checksum uint32, o Options) (string, buffer.Info, error) {
+// Adopt takes over a memfd an instance filled (size bytes), seals it and
+// returns a reference to it: a hand-over without a copy. checksum is the
+// CRC-32C of the bytes when the instance computed it; nil defers it to the
+// first time the payload leaves this node (ref.Ref.Deferred), so that a
+// hand-over on one node never passes over the bytes. f is the store's from
+// then on, even on error.
+func (s *Service) Adopt(f *os.File, size int64, checksum *uint32, o Options) (string, buffer.Info, error) {
 	o = s.defaults(o)
 	expires := s.cfg.Clock.Now().Add(o.TTL)
 	if err := s.checkScope(o, expires); err != nil {
 		f.Close()
 		return "", buffer.Info{}, err
 	}
-	info, err := s.cfg.Store.Adopt(f, size, checksum, buffer.Meta{Reads: o.Reads, Expires: expires, Issuer: o.Issuer})
+	var sum uint32
+	if checksum != nil {
+		sum = *checksum
+	}
+	info, err := s.cfg.Store.Adopt(f, size, sum, buffer.Meta{Reads: o.Reads, Expires: expires, Issuer: o.Issuer})
 	if err != nil {
 		return "", buffer.Info{}, err
 	}
-	tok, err := s.sign(info, o)
+	if checksum == nil {
+		s.mu.Lock()
+		s.deferred[info.ID] = true
+		s.mu.Unlock()
+	}
+	tok, err := s.sign(info, o, checksum == nil)
 	if err != nil {
 		_ = s.cfg.Store.Free(info.ID)
 		return "", buffer.Info{}, err
@@ -226,17 +242,70 @@ func (s *Service) checkScope(o Options, expires time.Time) error {
 	return err
 }
 
-func (s *Service) sign(info buffer.Info, o Options) (string, error) {
-	return s.cfg.Keys.Sign(ref.Ref{
+func (s *Service) sign(info buffer.Info, o Options, deferred bool) (string, error) {
+	r := ref.Ref{
 		Holder:   s.cfg.Node,
 		Buffer:   info.ID,
 		Size:     info.Size,
 		Checksum: info.Checksum,
+		Deferred: deferred,
 		Expires:  info.Expires,
 		Readers:  o.Readers,
 		Reads:    info.Reads,
 		Issuer:   o.Issuer,
-	})
+	}
+	if deferred {
+		r.Checksum = 0
+	}
+	return s.cfg.Keys.Sign(r)
+}
+
+// checksum returns the CRC-32C of a held buffer: the store's when the
+// bytes arrived through it, else (a deferred checksum) computed once from
+// the sealed bytes and remembered until the buffer goes.
+func (s *Service) checksum(rd *buffer.Reader) (uint32, error) {
+	id := rd.Info().ID
+	s.mu.Lock()
+	sum, known := s.sums[id]
+	deferred := s.deferred[id]
+	s.mu.Unlock()
+	if !deferred {
+		return rd.Info().Checksum, nil
+	}
+	if known {
+		return sum, nil
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	h := crc32.New(castagnoli)
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(rd, 0, rd.Info().Size), *bp); err != nil {
+		return 0, err
+	}
+	sum = h.Sum32()
+	s.mu.Lock()
+	s.sums[id] = sum
+	s.mu.Unlock()
+	return sum, nil
+}
+
+// Sweep frees expired buffers and forgets what this service kept about
+// buffers that are gone. The node agent calls it every second.
+func (s *Service) Sweep() {
+	s.cfg.Store.Sweep()
+	s.mu.Lock()
+	ids := make([]buffer.ID, 0, len(s.deferred))
+	for id := range s.deferred {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		if _, err := s.cfg.Store.Stat(id); errors.Is(err, buffer.ErrNotFound) {
+			s.mu.Lock()
+			delete(s.deferred, id)
+			delete(s.sums, id)
+			s.mu.Unlock()
+		}
+	}
 }
 
 // Payload is one read of a referenced payload. Read it to EOF, then Close.
@@ -244,7 +313,8 @@ type Payload struct {
 	Ref ref.Ref
 	r   io.Reader
 	c   io.Closer
-	f   *os.File // the local buffer's own descriptor, or nil for a pull
+	f   *os.File       // the local buffer's own descriptor, or nil for a pull
+	rd  *buffer.Reader // the local buffer's read, or nil for a pull
 }
 
 // Read reads the payload.
@@ -317,7 +387,7 @@ func (s *Service) openLocal(r ref.Ref) (*Payload, error) {
 	s.stats.Local.Add(1)
 	// The buffer is sealed: its bytes are the ones the store checksummed,
 	// so a local read needs no second pass over them.
-	return &Payload{Ref: r, r: rd, c: rd, f: rd.File()}, nil
+	return &Payload{Ref: r, r: rd, c: rd, f: rd.File(), rd: rd}, nil
 }
 
 // describe turns a store error into one that says what the reader can do.

@@ -216,7 +216,8 @@ func TestChecksumMismatchWithholdsTheEnd(t *testing.T) {
 	}
 	f.Write(data)
 	// The sender declares a checksum its bytes do not have.
-	tok, _, err := c.svcs[0].Adopt(f, int64(len(data)), crc32.Checksum(data, castagnoli)^1, Options{Issuer: "split", Readers: []string{"count"}})
+	wrong := crc32.Checksum(data, castagnoli) ^ 1
+	tok, _, err := c.svcs[0].Adopt(f, int64(len(data)), &wrong, Options{Issuer: "split", Readers: []string{"count"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +229,36 @@ func TestChecksumMismatchWithholdsTheEnd(t *testing.T) {
 	}
 	if len(got) >= len(data) {
 		t.Fatalf("all %d bytes were handed over despite the mismatch", len(got))
+	}
+}
+
+func TestDeferredChecksum(t *testing.T) {
+	c := newCluster(t, 3, true, clock.Real{})
+	data := payload(3 << 20)
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	tok, _, err := c.svcs[0].Adopt(f, int64(len(data)), nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := ref.Parse(tok); !r.Deferred || r.Checksum != 0 {
+		t.Fatalf("adopted without a checksum, the reference says %s", r)
+	}
+	// Pulled: the holder computes the checksum, the puller checks the
+	// bytes against it.
+	if got := readAll(t, mustOpen(t, c.svcs[1], tok, "count")); !bytes.Equal(got, data) {
+		t.Fatal("pull of a deferred-checksum buffer damaged")
+	}
+	// Handed over in a drain: the adopter gets the computed checksum.
+	if n, err := c.svcs[0].Handoff(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Handoff = %d, %v", n, err)
+	}
+	c.svcs[2].SetPeers(map[string]string{"n1-boot": c.addrs["n2-boot"], "n2-boot": c.addrs["n2-boot"], "n3-boot": c.addrs["n3-boot"]})
+	if got := readAll(t, mustOpen(t, c.svcs[2], tok, "count")); !bytes.Equal(got, data) {
+		t.Fatal("pull after the hand-over damaged")
 	}
 }
 
