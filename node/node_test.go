@@ -164,6 +164,11 @@ func startAgent(t *testing.T) *harness {
 }
 
 func startAgentWith(t *testing.T, ctl *fakeControl, controlURL string) *harness {
+	return startAgentTuned(t, ctl, controlURL, nil)
+}
+
+// startAgentTuned is startAgentWith with a say in the agent's Config.
+func startAgentTuned(t *testing.T, ctl *fakeControl, controlURL string, tune func(*Config)) *harness {
 	t.Helper()
 	// A short directory: the socket path must fit in sun_path (108 bytes).
 	dir, err := os.MkdirTemp("", "node-")
@@ -175,11 +180,15 @@ func startAgentWith(t *testing.T, ctl *fakeControl, controlURL string) *harness 
 		controlURL = ctl.srv.URL
 	}
 	lw := &logWriter{t: t}
-	a, err := New(Config{
+	cfg := Config{
 		ID: "n1", Listen: "127.0.0.1:0", Dir: dir, ControlURL: controlURL, Token: testToken,
 		Logger:    slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Heartbeat: 50 * time.Millisecond,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
