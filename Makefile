@@ -30,10 +30,16 @@ bench: deps-bench build
 	$(BIN) bench transfer --out bench-results
 	$(BIN) bench invoke --out bench-results
 
-# fuzz runs every fuzz target for a short while (FUZZTIME=1m for longer).
+# fuzz runs every fuzz target of the module, one after the other, for a
+# short while each (FUZZTIME=1m for longer).
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./spec -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "$$pkg $$f"; \
+			$(GO) test $$pkg -run '^$$' -fuzz '^'$$f'$$' -fuzztime $(FUZZTIME) || exit 1; \
+		done; \
+	done
 
 clean:
 	rm -rf bin bench-results
