@@ -29,6 +29,53 @@
 // A non-2xx answer is returned as an *Error saying which function failed and
 // why.
 //
+// # Passing payloads by reference
+//
+// The node agent passes large bodies between functions by reference on its
+// own. A function can also do it explicitly: Put hands a payload to the node
+// agent and returns a reference, a short signed string to send along (in an
+// input, an output, a queue message); Get, Open or Map in the receiving
+// function reads the payload. RefOptions say which functions may read it
+// (required; AnyReader for any), how many times (1 by default) and for how
+// long (10 minutes by default):
+//
+//	ref, err := sdk.Put(ctx, frame, sdk.RefOptions{Readers: []string{"detect"}})
+//	out, err := sdk.Invoke(ctx, "detect", []byte(ref))
+//
+//	// in detect:
+//	frame, err := sdk.Get(ctx, string(in))
+//
+// The payload belongs to the node agent, not to the sender: it stays
+// readable after the sender's instance has stopped, until its reads are
+// taken or its TTL passes. A receiver on another node gets it pulled from
+// the holder, its checksum verified on the way.
+//
+// Between two functions on the same node nothing needs to be copied. A
+// Buffer is shared memory: fill Bytes, Share it, and the receiver's Map
+// gives it a read-only mapping of the very same pages, sealed so that
+// nobody can change them any more. The node agent computes the checksum
+// only if the payload leaves the node.
+//
+//	buf, err := sdk.NewBuffer(size)
+//	render(buf.Bytes())
+//	ref, err := buf.Share(ctx, sdk.RefOptions{Readers: []string{"encode"}})
+//
+//	// in encode:
+//	m, err := sdk.Map(ctx, ref)
+//	defer m.Close()
+//	encode(m.Bytes())
+//
+// Put, Get, Buffer.Share and Map pass descriptors over the node agent's
+// socket $HANDOFF_FD, one connection per process. Where it is missing, Put,
+// Get and Share fall back to the local API over HTTP, as PutReader and Open
+// (which stream) always do; Map fails with ErrNoFD.
+//
+// A reference the node agent refuses (wrong reader, expired, read too
+// often, no room) is a *RefError whose Code says why ("ref_wrong_reader",
+// "ref_expired", "ref_gone", "buffers_full", ...) and whose Message says
+// what to do. A reference is a capability: whoever holds it and is named
+// among its readers can read the payload, so do not log it.
+//
 // # Lifecycle
 //
 // Serve and ServeHTTP block. On SIGTERM (or SIGINT) the server stops

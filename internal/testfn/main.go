@@ -9,6 +9,21 @@
 //	fail            answers 500
 //	reqid           returns the request id the platform gave this invocation
 //
+// and, for references (package sdk's Put, Get, Map, ...), where READERS is
+// a comma-separated list of function names (or *), READS the allowed reads
+// and SIZE a byte count of deterministic bytes:
+//
+//	put READERS READS SIZE        sdk.Put; answers "REF SIZE CRC"
+//	putreader READERS READS SIZE  sdk.PutReader, streamed; answers "REF SIZE CRC"
+//	share READERS READS SIZE      sdk.NewBuffer, filled, then Share; answers "REF SIZE CRC"
+//	get REF                       sdk.Get; answers "SIZE CRC"
+//	map REF                       sdk.Map; answers "SIZE CRC"
+//	open REF                      sdk.Open, read to EOF; answers "SIZE CRC"
+//
+// CRC is the CRC-32C of the bytes as 8 hex digits, computed here. A
+// reference the node agent refuses is answered with status 422 and an error
+// message that starts with the code ("ref_wrong_reader: ...").
+//
 // A request with the header X-Testfn-Headers: 1 is answered with the
 // request's headers, one "Name: value" line each, sorted.
 //
@@ -19,6 +34,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -79,6 +95,13 @@ func handle(ctx context.Context, in []byte) ([]byte, error) {
 		return []byte(sdk.RequestID(ctx)), nil
 	case "fail":
 		return nil, fmt.Errorf("testfn: failing as asked")
+	case "put", "putreader", "share", "get", "map", "open":
+		out, err := refAction(ctx, string(word), strings.Fields(string(rest)))
+		var re *sdk.RefError
+		if errors.As(err, &re) {
+			return nil, sdk.Errorf(http.StatusUnprocessableEntity, "%s: %v", re.Code, err)
+		}
+		return out, err
 	}
 	return in, nil
 }
