@@ -2,8 +2,10 @@ package buffer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/handoff-dev/handoff/memfd"
 )
@@ -32,7 +34,29 @@ func (s *Store) Adopt(f *os.File, size int64, checksum uint32, m Meta) (Info, er
 	return info, nil
 }
 
+// AdoptLive is Adopt for a memfd its writer still maps: it fixes the size
+// at once and adds the write seal as soon as the last writable mapping is
+// gone (retrying in the background until then, or until the buffer goes).
+// The buffer can be opened and its descriptor passed at once; WaitSealed
+// waits for the content to be fixed, as a pull to another node or a
+// checksum must. Handing over 1 GiB then costs no pass over its pages:
+// unmapping and the write seal's page scan (about 100 ms per GiB on a VM)
+// happen after the hand-over, not before.
+func (s *Store) AdoptLive(f *os.File, size int64, checksum uint32, m Meta) (Info, error) {
+	info, err := s.adoptWith(f, size, checksum, m, true)
+	if err != nil {
+		f.Close()
+		s.refused(err)
+		return Info{}, err
+	}
+	return info, nil
+}
+
 func (s *Store) adopt(f *os.File, size int64, checksum uint32, m Meta) (Info, error) {
+	return s.adoptWith(f, size, checksum, m, false)
+}
+
+func (s *Store) adoptWith(f *os.File, size int64, checksum uint32, m Meta, live bool) (Info, error) {
 	if size < 0 {
 		return Info{}, fmt.Errorf("%w: size %d; an adopted memfd has a known length", ErrInvalid, size)
 	}
@@ -45,7 +69,11 @@ func (s *Store) adopt(f *os.File, size int64, checksum uint32, m Meta) (Info, er
 		return Info{}, fmt.Errorf("%w: %w: %s; pass a file made by memfd_create", ErrInvalid, memfd.ErrNotMemfd, f.Name())
 	}
 	// Seal before measuring: until then the instance could still resize it.
-	if err := memfd.Seal(f); err != nil {
+	seal := memfd.Seal
+	if live {
+		seal = memfd.SealSize
+	}
+	if err := seal(f); err != nil {
 		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	fi, err := f.Stat()
@@ -66,15 +94,99 @@ func (s *Store) adopt(f *os.File, size int64, checksum uint32, m Meta) (Info, er
 		info: Info{Meta: m, Size: size, Checksum: checksum, ReadsLeft: m.Reads},
 		f:    f,
 	}
+	if live {
+		e.sealed = make(chan struct{})
+	}
 	s.mu.Lock()
 	err = s.insertLocked(e)
 	if err == nil {
 		s.stats.Adopts++
+		if live {
+			e.refs++ // sealLater's, so the file stays open while it tries
+		}
 	}
+	info := e.info
 	s.mu.Unlock()
 	if err != nil {
 		s.release(size)
 		return Info{}, err
 	}
-	return e.info, nil
+	if live {
+		go s.sealLater(e)
+	}
+	return info, nil
+}
+
+// sealLater adds the write seal to a live-adopted memfd once its writer
+// has unmapped it, polling (1 ms, backing off to 20 ms) until it succeeds
+// or the buffer leaves the store.
+func (s *Store) sealLater(e *entry) {
+	defer func() {
+		s.mu.Lock()
+		toClose := s.unrefLocked(e)
+		s.mu.Unlock()
+		closeFiles(toClose)
+	}()
+	wait := time.Millisecond
+	for {
+		err := memfd.Seal(e.f)
+		if err == nil || !errors.Is(err, memfd.ErrMapped) {
+			s.mu.Lock()
+			e.sealErr = err
+			s.mu.Unlock()
+			close(e.sealed)
+			return
+		}
+		// Keep trying while anyone may still read the buffer: it is in the
+		// index, or a Reader holds it (ours is the one ref left otherwise).
+		s.mu.Lock()
+		gone := s.closed || (e.gone != nil && e.refs == 1)
+		if gone {
+			e.sealErr = fmt.Errorf("%w: the buffer went before its writer unmapped it", ErrNotFound)
+		}
+		s.mu.Unlock()
+		if gone {
+			close(e.sealed)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
+// WaitSealed waits until buffer id's content is fixed (at once for all but
+// AdoptLive buffers whose writer has not yet unmapped them). It fails with
+// ErrNotFound once the buffer is gone, or with ctx's error.
+func (s *Store) WaitSealed(ctx context.Context, id ID) error {
+	s.mu.Lock()
+	e, toClose, err := s.lookupLocked(id)
+	s.mu.Unlock()
+	closeFiles(toClose)
+	if err != nil {
+		return err
+	}
+	return s.waitSealed(ctx, e, id)
+}
+
+// WaitSealed waits until the content this Reader reads is fixed; see
+// Store.WaitSealed.
+func (r *Reader) WaitSealed(ctx context.Context) error {
+	return r.s.waitSealed(ctx, r.e, r.info.ID)
+}
+
+func (s *Store) waitSealed(ctx context.Context, e *entry, id ID) error {
+	if e.sealed == nil {
+		return nil
+	}
+	select {
+	case <-e.sealed:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if e.sealErr != nil {
+			return fmt.Errorf("%w: buffer %s could not be sealed: %w", ErrInvalid, id, e.sealErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("buffer %s: its writer still maps it writable, so its content is not fixed yet: %w", id, ctx.Err())
+	}
 }

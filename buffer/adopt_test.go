@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -109,5 +110,71 @@ func TestAdoptRefused(t *testing.T) {
 	}
 	if st := s.Stats(); st.Refusals != 1 || st.Buffers != 1 || st.MemoryBytes != MiB {
 		t.Fatalf("Stats = %+v; want 1 refusal and only the first buffer", st)
+	}
+}
+
+func TestAdoptLiveSealsAfterUnmap(t *testing.T) {
+	s, _ := newStore(t, Config{Memory: 4 * MiB})
+	data := payload(MiB)
+	f := filled(t, data)
+	m, err := memfd.Map(f, int64(len(data)), true) // the writer still maps it
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.AdoptLive(f, int64(len(data)), crc(data), meta(s))
+	if err != nil {
+		t.Fatalf("AdoptLive with a writable mapping: %v", err)
+	}
+	// Readable at once: a receiver on this node may map it.
+	r, err := s.Open(info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make([]byte, len(data))
+	if _, err := r.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read before the write seal: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := r.WaitSealed(ctx); err == nil {
+		t.Fatal("WaitSealed returned while the writer still maps the memfd")
+	}
+	if err := memfd.Unmap(m); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.WaitSealed(ctx); err != nil {
+		t.Fatalf("WaitSealed after the unmap: %v", err)
+	}
+	if ok, err := memfd.Sealed(r.File()); err != nil || !ok {
+		t.Fatalf("Sealed = %v, %v after WaitSealed", ok, err)
+	}
+}
+
+func TestAdoptLiveFreedWhileMapped(t *testing.T) {
+	s, _ := newStore(t, Config{Memory: 4 * MiB})
+	data := payload(MiB)
+	f := filled(t, data)
+	m, err := memfd.Map(f, int64(len(data)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer memfd.Unmap(m)
+	info, err := s.AdoptLive(f, int64(len(data)), crc(data), meta(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Free(info.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The sealing goroutine lets go and the budget comes back.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().MemoryBytes != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("memory still held after Free of a never-sealed buffer: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

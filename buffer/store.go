@@ -129,6 +129,12 @@ type entry struct {
 	f    *os.File // sealed memfd or spill file; closed when refs reaches 0
 	refs int
 	gone error // why the entry left the index (ErrNotFound or ErrExhausted); nil while held
+
+	// sealed is closed once an AdoptLive memfd carries its write seal
+	// (sealErr says if that failed); nil for every other buffer, whose
+	// content is fixed from the start.
+	sealed  chan struct{}
+	sealErr error
 }
 
 // New makes a store. It fails with ErrInvalid when cfg breaks a rule.

@@ -104,6 +104,25 @@ func Seal(f *os.File) error {
 	})
 }
 
+// SealSize fixes f's size (the shrink and grow seals) and leaves its
+// content writable for whoever still maps it. It is cheap, unlike the
+// write seal, which scans every page: a receiver can map f at once without
+// fearing SIGBUS from a truncation, while the write seal follows once the
+// writer has unmapped (see Seal). ErrNotSealable as for Seal.
+func SealSize(f *os.File) error {
+	return withFD(f, func(fd int) error {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW)
+		switch err {
+		case nil:
+			return nil
+		case unix.EPERM:
+			return fmt.Errorf("%w: %s refuses new seals; create it with memfd.Create", ErrNotSealable, f.Name())
+		default:
+			return fmt.Errorf("memfd: seal the size of %s: %w", f.Name(), err)
+		}
+	})
+}
+
 // Sealed reports whether f's content and size are fixed: the shrink, grow
 // and write seals are all set. It fails with ErrNotMemfd for files that
 // cannot carry seals.

@@ -73,7 +73,7 @@ func (s *Service) handOne(ctx context.Context, to string, info buffer.Info) erro
 	if err != nil {
 		return err
 	}
-	sum, err := s.checksum(rd)
+	sum, err := s.checksum(ctx, rd)
 	if err != nil {
 		return err
 	}

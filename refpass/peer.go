@@ -91,7 +91,7 @@ func (h holder) Pull(ctx context.Context, token, reader string) (peerlink.Payloa
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	sum, err := s.checksum(p.rd)
+	sum, err := s.checksum(ctx, p.rd)
 	if err != nil {
 		p.Close()
 		return nil, 0, 0, err

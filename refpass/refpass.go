@@ -205,7 +205,13 @@ func (s *Service) Adopt(f *os.File, size int64, checksum *uint32, o Options) (st
 	if checksum != nil {
 		sum = *checksum
 	}
-	info, err := s.cfg.Store.Adopt(f, size, sum, buffer.Meta{Reads: o.Reads, Expires: expires, Issuer: o.Issuer})
+	adopt := s.cfg.Store.Adopt
+	if checksum == nil {
+		// Deferred: the writer may still be unmapping; the write seal
+		// follows, and whatever needs fixed content waits for it.
+		adopt = s.cfg.Store.AdoptLive
+	}
+	info, err := adopt(f, size, sum, buffer.Meta{Reads: o.Reads, Expires: expires, Issuer: o.Issuer})
 	if err != nil {
 		return "", buffer.Info{}, err
 	}
@@ -260,10 +266,14 @@ func (s *Service) sign(info buffer.Info, o Options, deferred bool) (string, erro
 	return s.cfg.Keys.Sign(r)
 }
 
+// sealWait bounds how long a pull waits for a live-adopted buffer's writer
+// to unmap it.
+const sealWait = 10 * time.Second
+
 // checksum returns the CRC-32C of a held buffer: the store's when the
 // bytes arrived through it, else (a deferred checksum) computed once from
 // the sealed bytes and remembered until the buffer goes.
-func (s *Service) checksum(rd *buffer.Reader) (uint32, error) {
+func (s *Service) checksum(ctx context.Context, rd *buffer.Reader) (uint32, error) {
 	id := rd.Info().ID
 	s.mu.Lock()
 	sum, known := s.sums[id]
@@ -274,6 +284,11 @@ func (s *Service) checksum(rd *buffer.Reader) (uint32, error) {
 	}
 	if known {
 		return sum, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sealWait)
+	defer cancel()
+	if err := rd.WaitSealed(ctx); err != nil {
+		return 0, err
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)

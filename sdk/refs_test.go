@@ -610,8 +610,8 @@ func TestRefsOverFD(t *testing.T) {
 		copy(buf.Bytes(), data)
 		_, err = buf.Share(ctx, RefOptions{Readers: []string{"Not A Name"}})
 		wantRefError(t, "Share with a bad reader name", err, "share", false, "ref_invalid")
-		if buf.Bytes() != nil {
-			t.Error("Bytes after a Share attempt is not nil")
+		if !bytes.Equal(buf.Bytes(), data) {
+			t.Error("a refused Share did not leave the buffer as it was")
 		}
 		ref, err := buf.Share(ctx, self)
 		if err != nil {
