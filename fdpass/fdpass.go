@@ -53,7 +53,8 @@ type Response struct {
 	Ref      string `json:"ref,omitempty"`
 	Size     int64  `json:"size"`
 	Checksum uint32 `json:"checksum"`
-	Expires  int64  `json:"expires,omitempty"` // Unix seconds
+	Deferred bool   `json:"deferred,omitempty"` // Checksum is not known (see Request.Deferred)
+	Expires  int64  `json:"expires,omitempty"`  // Unix seconds
 	Code     string `json:"code,omitempty"`
 	Error    string `json:"error,omitempty"`
 }

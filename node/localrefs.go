@@ -60,7 +60,9 @@ func (a *Agent) handleGetRef(w http.ResponseWriter, r *http.Request, caller stri
 	defer p.Close()
 	a.metrics.bytes.WithLabelValues("ref", "in").Add(float64(p.Ref.Size))
 	w.Header().Set("Content-Length", strconv.FormatInt(p.Ref.Size, 10))
-	w.Header().Set(refpass.HeaderChecksum, fmt.Sprintf("%08x", p.Ref.Checksum))
+	if !p.Ref.Deferred { // a deferred checksum is not known here without a pass over the bytes
+		w.Header().Set(refpass.HeaderChecksum, fmt.Sprintf("%08x", p.Ref.Checksum))
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = io.Copy(w, p)
 }
@@ -155,7 +157,7 @@ func (a *Agent) fdGet(token, caller string) (fdpass.Response, *os.File) {
 	}
 	defer p.Close()
 	a.metrics.bytes.WithLabelValues("ref", "in").Add(float64(p.Ref.Size))
-	resp := fdpass.Response{Size: p.Ref.Size, Checksum: p.Ref.Checksum, Expires: p.Ref.Expires.Unix()}
+	resp := fdpass.Response{Size: p.Ref.Size, Checksum: p.Ref.Checksum, Deferred: p.Ref.Deferred, Expires: p.Ref.Expires.Unix()}
 	if f := p.File(); f != nil {
 		dup, err := dupFile(f)
 		if err != nil {
