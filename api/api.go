@@ -82,3 +82,60 @@ type Error struct {
 	Code  string `json:"code"`
 	Error string `json:"error"`
 }
+
+// LeaseRequest asks a node agent for executors of a function
+// (POST /v1/leases on a node agent, with the admin token).
+type LeaseRequest struct {
+	Function   string `json:"function"`
+	Executors  int    `json:"executors"`
+	MilliCores int64  `json:"milliCores,omitempty"` // per executor; default 1000
+	Memory     int64  `json:"memory,omitempty"`     // per executor, bytes; default the function's memory or 128 MiB
+	Duration   string `json:"duration"`             // e.g. "30s"
+	Mode       string `json:"mode,omitempty"`       // hot, warm or auto (default)
+	HotPoll    string `json:"hotPoll,omitempty"`    // auto mode: busy-poll after a call, e.g. "50ms"
+}
+
+// LeaseGrant answers a granted lease. Token authenticates the holder to
+// the executors; keep it secret.
+type LeaseGrant struct {
+	ID        string          `json:"id"`
+	Token     string          `json:"token"`
+	Node      string          `json:"node"`
+	Function  string          `json:"function"`
+	Mode      string          `json:"mode"`
+	Expires   time.Time       `json:"expires"`
+	Executors []LeaseExecutor `json:"executors"`
+}
+
+// LeaseExecutor is where one leased executor takes direct calls: TCP from
+// anywhere in the cluster, Unix (shared-memory ring set-up) on its node.
+type LeaseExecutor struct {
+	Index int    `json:"index"`
+	State string `json:"state"`
+	TCP   string `json:"tcp,omitempty"`
+	Unix  string `json:"unix,omitempty"`
+}
+
+// LeaseRedirect answers a lease request this node cannot grant but a peer
+// can (409, code "lease_redirect").
+type LeaseRedirect struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+	Node  string `json:"node"`
+	Addr  string `json:"addr"`
+}
+
+// LeaseInfo describes a lease for listings (`handoff leases`).
+type LeaseInfo struct {
+	ID          string          `json:"id"`
+	Node        string          `json:"node"`
+	Function    string          `json:"function"`
+	State       string          `json:"state"`
+	Mode        string          `json:"mode"`
+	Expires     time.Time       `json:"expires"`
+	Executors   []LeaseExecutor `json:"executors"`
+	Allocated   time.Duration   `json:"allocatedNs"`
+	Busy        time.Duration   `json:"busyNs"`
+	HotPolling  time.Duration   `json:"hotPollingNs"`
+	Invocations uint64          `json:"invocations"`
+}

@@ -39,9 +39,22 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", s.adminOnly(s.handleStatus))
 	mux.HandleFunc("GET /v1/logs/{name}", s.adminOnly(s.handleLogs))
 	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
+	mux.HandleFunc("GET /v1/nodes/functions/{name}", s.nodeOnly(s.handleStartRequest))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Handle("GET /metrics", s.metrics.handler())
 	return mux
+}
+
+// handleStartRequest tells a node agent how to start an instance of a
+// function on its own (a leased executor): the spec and the built binary.
+func (s *Server) handleStartRequest(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	f := s.function(name)
+	if f == nil {
+		notDeployed(w, name)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, node.StartRequest{Function: f.spec, Binary: f.binary})
 }
 
 // nodeOnly admits requests that carry the cluster token.

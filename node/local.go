@@ -28,7 +28,7 @@ import (
 // Every instance gets a socket of its own, so the agent knows which function
 // calls without trusting anything the caller says; caller is that function
 // ("" on the node-wide socket, which anonymous local tools may use).
-func (a *Agent) localHandler(caller string) http.Handler {
+func (a *Agent) localHandler(caller, instance string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /fn/{name}", func(w http.ResponseWriter, r *http.Request) { a.handleLocalInvoke(w, r, caller) })
@@ -68,7 +68,7 @@ func (a *Agent) handleLocalInvoke(w http.ResponseWriter, r *http.Request, caller
 
 // instanceAPI serves the local API on sockets of the instance's own, until
 // the returned stop is called: HTTP on path, descriptor passing on fdPath.
-func (a *Agent) instanceAPI(fn string) (path, fdPath string, stop func(), err error) {
+func (a *Agent) instanceAPI(fn, instance string) (path, fdPath string, stop func(), err error) {
 	a.mu.Lock()
 	a.sockets++
 	n := a.sockets
@@ -89,7 +89,7 @@ func (a *Agent) instanceAPI(fn string) (path, fdPath string, stop func(), err er
 		ln.Close()
 		return "", "", nil, err
 	}
-	srv := &http.Server{Handler: a.localHandler(fn), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.localHandler(fn, instance), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return path, fdPath, func() {
 		srv.Close()

@@ -215,7 +215,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancelRun()
 	a.ctx = runCtx
 	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
-	local := &http.Server{Handler: a.localHandler(""), ReadHeaderTimeout: 10 * time.Second}
+	local := &http.Server{Handler: a.localHandler("", ""), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
@@ -318,49 +318,73 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "start request: "+err.Error())
 		return
 	}
+	inst, err := a.startInstance(r.Context(), id, req, nil, nil)
+	if err != nil {
+		var se *startError
+		if errors.As(err, &se) {
+			httpx.WriteError(w, se.status, se.code, se.msg)
+			return
+		}
+		httpx.WriteError(w, http.StatusInternalServerError, "start_failed", err.Error())
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, toAPI(inst.Info()))
+}
+
+// startError is a failed start with the status and code to answer with.
+type startError struct {
+	status    int
+	code, msg string
+}
+
+func (e *startError) Error() string { return e.msg }
+
+// startInstance starts instance id of req's function and keeps it until it
+// stops: as the control plane asks (handleStart), or as a leased executor.
+// env adds variables; onState, if set, sees every state change after the
+// agent's own bookkeeping.
+func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, env []string, onState func(supervisor.State)) (*supervisor.Instance, error) {
 	fn := req.Function
 	a.mu.Lock()
 	if a.closing {
 		a.mu.Unlock()
-		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
-		return
+		return nil, &startError{http.StatusServiceUnavailable, "node_closing", "node " + a.cfg.ID + " is shutting down; place the instance elsewhere"}
 	}
 	if _, dup := a.instances[id]; dup || a.starting[id] {
 		a.mu.Unlock()
-		httpx.WriteError(w, http.StatusConflict, "instance_exists", "instance "+id+" already runs on node "+a.cfg.ID)
-		return
+		return nil, &startError{http.StatusConflict, "instance_exists", "instance " + id + " already runs on node " + a.cfg.ID}
 	}
 	// Reserve the id for the length of the start, so that a concurrent start
 	// of the same id gets 409 instead of a second process that nothing
 	// tracks or stops.
 	a.starting[id] = true
 	a.mu.Unlock()
-	if err := spec.CheckName(fn.Name); err != nil || !validID(id) {
+	unreserve := func() {
 		a.mu.Lock()
 		delete(a.starting, id)
 		a.mu.Unlock()
-		httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("start request: function %q or instance id %q is not a valid name", fn.Name, id))
-		return
 	}
-	sock, fdSock, stopAPI, err := a.instanceAPI(fn.Name)
+	if err := spec.CheckName(fn.Name); err != nil || !validID(id) {
+		unreserve()
+		return nil, &startError{http.StatusBadRequest, "bad_request", fmt.Sprintf("start request: function %q or instance id %q is not a valid name", fn.Name, id)}
+	}
+	sock, fdSock, stopAPI, err := a.instanceAPI(fn.Name, id)
 	if err != nil {
-		a.mu.Lock()
-		delete(a.starting, id)
-		a.mu.Unlock()
-		httpx.WriteError(w, http.StatusInternalServerError, "start_failed", err.Error())
-		return
+		unreserve()
+		return nil, err
 	}
 
 	command := fn.Run.Command
 	if req.Binary != "" {
 		command = req.Binary
 	}
-	env := make([]string, 0, len(fn.Env))
+	vars := make([]string, 0, len(fn.Env)+len(env)+1)
 	for k, v := range fn.Env {
-		env = append(env, k+"="+v)
+		vars = append(vars, k+"="+v)
 	}
-	sort.Strings(env)
-	env = append(env, "HANDOFF_FD="+fdSock)
+	sort.Strings(vars)
+	vars = append(vars, "HANDOFF_FD="+fdSock)
+	vars = append(vars, env...)
 	cfg := supervisor.Config{
 		ID:           id,
 		Function:     fn.Name,
@@ -368,7 +392,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		Command:      command,
 		Args:         fn.Run.Args,
 		Dir:          fn.Run.Dir,
-		Env:          env,
+		Env:          vars,
 		APISocket:    sock,
 		Memory:       int64(fn.Memory),
 		CgroupParent: "handoff/" + a.cfg.ID,
@@ -376,18 +400,18 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		Logger:       a.log,
 		OnState: func(id string, s supervisor.State) {
 			a.metrics.instanceState(fn.Name, s)
+			if onState != nil {
+				onState(s)
+			}
 		},
 	}
 	start := time.Now()
-	inst, err := supervisor.Start(r.Context(), cfg)
+	inst, err := supervisor.Start(ctx, cfg)
 	if err != nil {
 		stopAPI()
-		a.mu.Lock()
-		delete(a.starting, id)
-		a.mu.Unlock()
+		unreserve()
 		a.metrics.startFailures.WithLabelValues(fn.Name).Inc()
-		httpx.WriteError(w, http.StatusUnprocessableEntity, "start_failed", fmt.Sprintf("function %s could not start on node %s: %v", fn.Name, a.cfg.ID, err))
-		return
+		return nil, &startError{http.StatusUnprocessableEntity, "start_failed", fmt.Sprintf("function %s could not start on node %s: %v", fn.Name, a.cfg.ID, err)}
 	}
 	a.metrics.coldStart.WithLabelValues(fn.Name).Observe(time.Since(start).Seconds())
 	a.mu.Lock()
@@ -396,12 +420,11 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		// Run's stopAll has already taken its list of instances: this one
 		// would outlive the agent.
 		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = inst.Stop(ctx)
+		_ = inst.Stop(sctx)
 		stopAPI()
-		httpx.WriteError(w, http.StatusServiceUnavailable, "node_closing", "node "+a.cfg.ID+" is shutting down; place the instance elsewhere")
-		return
+		return nil, &startError{http.StatusServiceUnavailable, "node_closing", "node " + a.cfg.ID + " is shutting down; place the instance elsewhere"}
 	}
 	a.instances[id] = inst
 	a.mu.Unlock()
@@ -414,7 +437,7 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		}
 		a.mu.Unlock()
 	}()
-	httpx.WriteJSON(w, http.StatusOK, toAPI(inst.Info()))
+	return inst, nil
 }
 
 func (a *Agent) instance(id string) *supervisor.Instance {
