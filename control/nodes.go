@@ -98,6 +98,11 @@ func (s *Server) directory() node.Directory {
 			d.Peers[h] = n.last.PeerAddr
 		}
 	}
+	for _, n := range s.nodes {
+		if n.up && n.last.Leases != nil {
+			d.Leases = append(d.Leases, node.LeasePeer{Node: n.id, Addr: n.addr, Capacity: *n.last.Leases})
+		}
+	}
 	return d
 }
 

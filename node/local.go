@@ -34,6 +34,11 @@ func (a *Agent) localHandler(caller, instance string) http.Handler {
 	mux.HandleFunc("POST /fn/{name}", func(w http.ResponseWriter, r *http.Request) { a.handleLocalInvoke(w, r, caller) })
 	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, caller) })
 	mux.HandleFunc("GET /v1/refs/{token}", func(w http.ResponseWriter, r *http.Request) { a.handleGetRef(w, r, caller) })
+	if instance != "" { // leased executors report through their own socket
+		mux.HandleFunc("POST /v1/direct", func(w http.ResponseWriter, r *http.Request) { a.leases.handleDirect(w, r, instance) })
+		mux.HandleFunc("POST /v1/leases/check", func(w http.ResponseWriter, r *http.Request) { a.leases.handleCheck(w, r, instance) })
+		mux.HandleFunc("POST /v1/leases/stats", func(w http.ResponseWriter, r *http.Request) { a.leases.handleStats(w, r, instance) })
+	}
 	return mux
 }
 
@@ -125,6 +130,10 @@ func (a *Agent) heartbeats(ctx context.Context) {
 func (a *Agent) beat(ctx context.Context, client *http.Client) error {
 	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS(),
 		Holder: a.holder, Adopted: a.refs.Adopted()}
+	if a.cfg.AdminToken != "" {
+		c := a.leases.capacity()
+		hb.Leases = &c
+	}
 	if a.peerLn != nil {
 		hb.PeerAddr = a.peerLn.Addr().String()
 	}
@@ -146,6 +155,7 @@ func (a *Agent) beat(ctx context.Context, client *http.Client) error {
 	var d Directory
 	if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&d) == nil {
 		a.setPeers(d)
+		a.leases.setPeers(d.Leases)
 	}
 	return nil
 }

@@ -18,11 +18,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/lease"
 	"github.com/handoff-dev/handoff/peerlink"
 	"github.com/handoff-dev/handoff/pki"
 	"github.com/handoff-dev/handoff/refpass"
@@ -60,6 +62,9 @@ type Config struct {
 	// PeerListen is the address of the mutual-TLS peer listener where other
 	// members pull buffers (default 127.0.0.1:0).
 	PeerListen string
+	// AdminToken admits lease requests (Authorization: Bearer); empty
+	// turns leases off on this node.
+	AdminToken string
 	// PeerEncrypt keeps payloads inside TLS between nodes. Off, they travel
 	// in the clear (sendfile) once TLS has authenticated both ends: right
 	// for loopback and private networks, twice as fast (see peerlink).
@@ -83,17 +88,22 @@ type Heartbeat struct {
 	// Holder is the name this agent incarnation signs references with
 	// (its id and boot), PeerAddr where members pull from it, Adopted the
 	// holders whose buffers it took over from draining members.
-	Holder    string         `json:"holder,omitempty"`
-	PeerAddr  string         `json:"peerAddr,omitempty"`
-	Adopted   []string       `json:"adopted,omitempty"`
-	Instances []api.Instance `json:"instances"`
-	RSS       int64          `json:"rss"` // the agent's own resident memory
+	Holder   string   `json:"holder,omitempty"`
+	PeerAddr string   `json:"peerAddr,omitempty"`
+	Adopted  []string `json:"adopted,omitempty"`
+	// Leases is the agent's lease capacity, relayed to the other agents
+	// for redirects (nil when leases are off).
+	Leases    *lease.Capacity `json:"leases,omitempty"`
+	Instances []api.Instance  `json:"instances"`
+	RSS       int64           `json:"rss"` // the agent's own resident memory
 }
 
 // Directory answers a heartbeat: where each holder's buffers are pulled
 // from (holder name → peer address), adopted holders included.
 type Directory struct {
 	Peers map[string]string `json:"peers"`
+	// Leases are the agents' lease capacities, for redirects.
+	Leases []LeasePeer `json:"leases,omitempty"`
 }
 
 // Agent is a running node agent.
@@ -106,9 +116,10 @@ type Agent struct {
 	toCtl   http.RoundTripper // to the control plane (httpx.Hybrid)
 	policy  xfer.Policy
 	refs    *refpass.Service // nil when buffers cannot be made here
-	member  *pki.Member      // the cluster identity, nil without Config.TLS
-	holder  string           // the holder name in references this agent signs
-	ctx     context.Context  // done when Run stops
+	leases  *leaser
+	member  *pki.Member     // the cluster identity, nil without Config.TLS
+	holder  string          // the holder name in references this agent signs
+	ctx     context.Context // done when Run stops
 
 	ln      net.Listener
 	localLn net.Listener
@@ -154,6 +165,11 @@ func New(cfg Config) (*Agent, error) {
 	if err := a.setupRefs(); err != nil {
 		return nil, err
 	}
+	l, err := newLeaser(a)
+	if err != nil {
+		return nil, err
+	}
+	a.leases = l
 	return a, nil
 }
 
@@ -227,6 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopSweep := a.sweepBuffers()
 	defer stopSweep()
+	go a.leases.run(runCtx)
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
 
 	hbDone := make(chan struct{})
@@ -293,6 +310,8 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/logs/{function}", a.handleLogs)
 	// The gateway stores uploads over the inline limit here (issuer "client").
 	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, "") })
+	leaseMux := http.NewServeMux()
+	a.leases.routes(leaseMux)
 	metricsH := a.metrics.handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
@@ -301,6 +320,14 @@ func (a *Agent) apiHandler() http.Handler {
 		}
 		if r.URL.Path == "/healthz" {
 			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/v1/leases") {
+			if !a.adminOK(r) {
+				httpx.WriteError(w, http.StatusUnauthorized, "unauthenticated", "lease requests need the admin token (Authorization: Bearer, from admin.token in the state directory of `handoff up`)")
+				return
+			}
+			leaseMux.ServeHTTP(w, r)
 			return
 		}
 		if !a.authorized(r) {

@@ -88,7 +88,7 @@ func cmdUp(args []string) error {
 		return err
 	}
 	nodeCtx, stopNodes := context.WithCancel(context.Background())
-	extra := []string{"--inline-max", *inlineMax}
+	extra := []string{"--inline-max", *inlineMax, "--admin-token-file", filepath.Join(abs, "admin.token")}
 	if *bufferMem != "" {
 		extra = append(extra, "--buffer-memory", *bufferMem)
 	}
@@ -153,6 +153,7 @@ func cmdNode(args []string) error {
 	dir := fs.String("dir", "", "node state directory")
 	ctl := fs.String("control", "", "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the cluster token")
+	adminFile := fs.String("admin-token-file", "", "file holding the admin token, which lease requests carry (none: no leases on this node)")
 	listen := fs.String("listen", "127.0.0.1:0", "node API address")
 	peerListen := fs.String("peer-listen", "127.0.0.1:0", "mutual-TLS address where other members pull buffers")
 	wireListen := fs.String("wire-listen", "127.0.0.1:0", "address of the framed invocation port the gateway uses")
@@ -186,11 +187,19 @@ func cmdNode(args []string) error {
 	if err != nil {
 		return fmt.Errorf("cluster token: %w", err)
 	}
+	admin := ""
+	if *adminFile != "" {
+		b, err := os.ReadFile(*adminFile)
+		if err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		admin = strings.TrimSpace(string(b))
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if n, err := strconv.Atoi(strings.TrimPrefix(*id, "n")); err == nil {
 		servePprof(log, n)
 	}
-	a, err := node.New(node.Config{ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
+	a, err := node.New(node.Config{AdminToken: admin,ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
 		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen})
 	if err != nil {
 		return err
