@@ -54,21 +54,7 @@ func WriteMarkdown(w io.Writer, r bench.Result) error {
 		fmt.Fprintf(&b, " on %s", strings.Join(parts, ", "))
 	}
 	b.WriteString(".\n\n")
-	series, sizes := r.Series(), r.Sizes()
-	row(&b, append([]string{"size"}, series...))
-	row(&b, append([]string{"---:"}, repeat("---:", len(series))...))
-	for _, size := range sizes {
-		cells := []string{bench.FormatSize(size)}
-		for _, s := range series {
-			p, ok := r.Lookup(s, size)
-			if !ok || p.N == 0 {
-				cells = append(cells, "")
-				continue
-			}
-			cells = append(cells, fmt.Sprintf("%s / %s", bench.FormatDuration(p.P50), mbps(p.Throughput)))
-		}
-		row(&b, cells)
-	}
+	table(&b, r, r.Series())
 	b.WriteString("\nCells: median latency / MB/s (size over mean latency).\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "\n- %s", n)
@@ -78,6 +64,38 @@ func WriteMarkdown(w io.Writer, r bench.Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// WriteTable writes the table of WriteMarkdown for the given series only,
+// with a row per payload size at which one of them has a point.
+func WriteTable(w io.Writer, r bench.Result, series ...string) error {
+	var b strings.Builder
+	table(&b, r, series)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// table writes a row per size at which one of series has a point, a
+// column per series, cells "p50 / MB/s".
+func table(b *strings.Builder, r bench.Result, series []string) {
+	row(b, append([]string{"size"}, series...))
+	row(b, append([]string{"---:"}, repeat("---:", len(series))...))
+	for _, size := range r.Sizes() {
+		cells := []string{bench.FormatSize(size)}
+		some := false
+		for _, s := range series {
+			p, ok := r.Lookup(s, size)
+			if !ok || p.N == 0 {
+				cells = append(cells, "")
+				continue
+			}
+			some = true
+			cells = append(cells, fmt.Sprintf("%s / %s", bench.FormatDuration(p.P50), mbps(p.Throughput)))
+		}
+		if some {
+			row(b, cells)
+		}
+	}
 }
 
 // WriteRatios writes a table with a row per payload size and a column per
