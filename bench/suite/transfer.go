@@ -3,12 +3,12 @@ package suite
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/api"
@@ -20,14 +20,19 @@ import (
 )
 
 // Transfer measures one payload handed from a producer to a consumer at sizes
-// from 1 KiB to 1 GiB: through Handoff (function to function, and a client
-// round trip through the gateway), through Redis and MinIO, and the machine's
-// raw limits, all in the same run.
+// from 1 KiB to 1 GiB: through Handoff (function to function, inline or by
+// reference; explicit references on one node and across two; a client round
+// trip through the gateway), through Redis and MinIO, and the machine's raw
+// limits, all in the same run. It then measures 8-way scatter, broadcast and
+// gather through references and through S3, and judges the results against
+// the bars of reference passing (see transferBars).
 func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 	opts := bench.Options{Name: "transfer", Progress: e.Log, Budget: 2 * time.Second, MinIters: 3, MaxIters: 200}
+	patternSizes := []int64{16 * bench.MiB, 64 * bench.MiB}
 	if e.Quick {
 		opts.Sizes = []int64{bench.KiB, bench.MiB}
 		opts.Budget, opts.MaxIters = 100*time.Millisecond, 5
+		patternSizes = []int64{64 * bench.KiB}
 	}
 	sizes := opts.Sizes
 	if len(sizes) == 0 {
@@ -42,23 +47,8 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 
-	// The inline limit is raised so that the inline path can be measured at
-	// every size; the figures say what carrying a body through the platform
-	// costs before reference passing takes over large payloads.
-	p, stop, err := e.startPlatform(ctx, "--inline-max", "2Gi")
-	if err != nil {
-		return bench.Result{}, err
-	}
-	defer stop()
-	one := func(f *spec.Function) { f.Scale.Min, f.Scale.Max, f.Memory = 1, 1, 0 }
-	for _, fn := range []struct{ name, pkg string }{
-		{"echo", "examples/echo"}, {"bench-producer", "internal/benchfn"}, {"bench-consumer", "internal/benchfn"},
-	} {
-		if err := e.deploy(ctx, p.Client, fn.name, fn.pkg, one); err != nil {
-			return bench.Result{}, err
-		}
-	}
-
+	// The baselines first: the functions' S3 series need MinIO's address
+	// in their spec.
 	dir, err := os.MkdirTemp("", "handoff-bench-baselines-")
 	if err != nil {
 		return bench.Result{}, err
@@ -79,6 +69,43 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 	defer mn.Close()
+
+	// The default inline limit (6 MiB): larger bodies between functions go
+	// by reference, as they do for users.
+	p, stop, err := e.startPlatform(ctx)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer stop()
+	s3env := map[string]string{
+		"BENCH_S3_ENDPOINT":   mn.Endpoint(),
+		"BENCH_S3_ACCESS_KEY": mn.AccessKey(),
+		"BENCH_S3_SECRET_KEY": mn.SecretKey(),
+		"BENCH_S3_BUCKET":     mn.Bucket(),
+	}
+	for _, fn := range []struct {
+		name, pkg string
+		env       map[string]string
+	}{
+		{"echo", "examples/echo", nil},
+		{"bench-producer", "internal/benchfn", s3env},
+		{"bench-consumer", "internal/benchfn", s3env},
+		{"bench-self", "internal/benchfn", nil},
+	} {
+		// One instance each: the scheduler spreads producer and consumer
+		// over the two node agents, and bench-self, calling itself, is
+		// served by the one instance it runs in.
+		tweak := func(f *spec.Function) { f.Scale.Min, f.Scale.Max, f.Memory, f.Env = 1, 1, 0, fn.env }
+		if err := e.deploy(ctx, p.Client, fn.name, fn.pkg, tweak); err != nil {
+			return bench.Result{}, err
+		}
+	}
+	where, err := crossNode(ctx, p.Client, "bench-producer", "bench-consumer")
+	if err != nil {
+		return bench.Result{}, err
+	}
+	fmt.Fprintf(e.Log, "placement: %s\n", where)
+
 	mt, err := mn.NewTransfer()
 	if err != nil {
 		return bench.Result{}, err
@@ -88,31 +115,121 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 	ts := append(rawTs, rd.NewTransfer(), mt, &gatewayEcho{c: p.Client})
-	defer func() {
+	closeAll := func() {
 		for _, t := range ts {
 			t.Close()
 		}
-	}()
-	fmt.Fprintln(e.Log, "measuring transfers (raw limits, Redis, MinIO on /dev/shm, Handoff)")
+		ts = nil
+	}
+	defer closeAll()
+	fmt.Fprintln(e.Log, "measuring transfers (raw limits, Redis, MinIO on /dev/shm, Handoff through the gateway)")
 	res, err := bench.RunTransfers(ctx, opts, ts)
 	if err != nil {
 		return res, err
 	}
-	for _, size := range sizes {
-		pt, err := functionToFunction(ctx, p.Client, size, opts)
-		if err != nil {
+	// The raw transfers hold a buffer of the largest size each: let go of
+	// them before the functions need the memory.
+	closeAll()
+
+	// Two functions on one node, by construction: a platform with one
+	// node agent, run beside the first for this series alone.
+	p1, stop1, err := e.startOneNode(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer stop1()
+	for _, name := range []string{"bench-sender", "bench-receiver"} {
+		tweak := func(f *spec.Function) { f.Scale.Min, f.Scale.Max, f.Memory = 1, 1, 0 }
+		if err := e.deploy(ctx, p1.Client, name, "internal/benchfn", tweak); err != nil {
 			return res, err
 		}
-		res.Points = append(res.Points, pt)
-		fmt.Fprintf(e.Log, "%-8s %-14s n=%-5d p50=%-10s p99=%-10s %s\n", bench.FormatSize(size), pt.Series, pt.N,
-			bench.FormatDuration(pt.P50), bench.FormatDuration(pt.P99), bench.FormatThroughput(pt.Throughput))
 	}
+	if _, err := placement(ctx, p1.Client, "bench-sender", "bench-receiver"); err != nil {
+		return res, err
+	}
+
+	fmt.Fprintln(e.Log, "measuring function to function (inline and by reference, across nodes and on one; through MinIO)")
+	fns := []fnSeries{
+		{name: seriesF2F, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("produce %d bench-consumer", n) }},
+		{name: seriesRefPull, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-consumer", n) }},
+		{name: seriesS3F2F, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("s3 %d bench-consumer", n) }},
+		// The same-node bar's series: more samples, they are cheap.
+		{name: seriesRefSame, c: p.Client, fn: "bench-self", cmd: func(n int64) string { return fmt.Sprintf("share %d bench-self", n) }, minIters: 10},
+		{name: seriesRefNode, c: p1.Client, fn: "bench-sender", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-receiver", n) }, minIters: 10},
+	}
+	pts, err := runFunctions(ctx, opts, sizes, fns, e.Log)
+	res.Points = append(res.Points, pts...)
+	if err != nil {
+		return res, err
+	}
+	stop1()
+
+	fmt.Fprintf(e.Log, "measuring %d-way patterns through references and through MinIO\n", fanWidth)
+	var pats []fnSeries
+	for _, name := range patternNames {
+		fn, peer := "bench-producer", "bench-consumer"
+		if name == "gather" { // the consumer drives a gather
+			fn, peer = peer, fn
+		}
+		for _, via := range []string{"ref", "s3"} {
+			cmd := name
+			if via == "s3" {
+				cmd += "-s3"
+			}
+			pats = append(pats, fnSeries{name: name + "-" + via, c: p.Client, fn: fn, items: fanWidth,
+				cmd: func(n int64) string { return fmt.Sprintf("%s %d %d %s", cmd, fanWidth, n, peer) }})
+		}
+	}
+	pts, err = runFunctions(ctx, opts, patternSizes, pats, e.Log)
+	res.Points = append(res.Points, pts...)
+	if err != nil {
+		return res, err
+	}
+	if err := complete(res, sizes, patternSizes, fns, pats); err != nil {
+		return res, err
+	}
+
 	res.Notes = append(res.Notes,
-		"handoff-f2f: bench-producer hands the payload to bench-consumer with sdk.Invoke (node agent, gateway, node agent), inline; timed inside the producer, CRC-32C checked by the consumer.",
+		"Placement: "+where+"; bench-self on one node, calling itself. The platform runs with the default inline limit (6 MiB).",
+		"handoff-f2f: bench-producer hands the payload to bench-consumer with sdk.Invoke (node agent, gateway, node agent): inline up to 6 MiB, by reference above (the sender's node agent buffers the body in a memfd, the receiver's pulls it over peerlink and streams it into the instance). Timed from the call to the consumer handler's start (body in hand); -rt until the producer has the consumer's CRC-32C.",
+		"handoff-ref-pull: bench-producer fills an sdk.Buffer (not timed), then Share (passes the memfd over $HANDOFF_FD; the node agent adopts it and seals it once the SDK has unmapped it, in the background), sdk.Invoke(bench-consumer, \"map REF\"); the consumer's sdk.Map has its node agent pull the payload (checksum computed by the holder on this first pull, verified by the puller) into a local memfd, and maps it; timed until its first and last byte are readable. -share is Share alone, -map the consumer's sdk.Map alone (the pull included), -touch reading one byte of every page afterwards (the page faults a reader of all the data pays), -rt until the producer has the consumer's CRC-32C.",
+		"handoff-ref-node: the same as handoff-ref-pull between bench-sender and bench-receiver, two functions on the one node agent of a second platform (so on one node by construction, in two processes): Map gets the very memfd the sender filled, nothing is copied.",
+		"handoff-ref-same: bench-self (one instance) fills an sdk.Buffer (not timed), then Share and sdk.Invoke(bench-self, \"keep REF\") through its node agent, the gateway and the same node agent back into the same instance, whose sdk.Map gets the memfd over $HANDOFF_FD and mmaps it; timed until its first and last byte are readable. Sender and receiver are one process here, so the receiver's mmap waits for the sender's background unmap of the buffer (one memory map, one lock): handoff-ref-node is the two-process case. -share, -map, -touch and -rt as for handoff-ref-pull; the producer checks the CRC-32C of the mapping afterwards.",
+		"minio-f2f: the same hand-over between the same two functions through MinIO: PutObject (UNSIGNED-PAYLOAD), sdk.Invoke(bench-consumer, key), GetObject into a buffer; timed until the consumer has read it all.",
 		"handoff-gw: a client POSTs the payload to echo through the gateway and reads it back (in and out, as SET+GET and PUT+GET).",
-		"redis: SET then GET with go-redis; minio: PutObject then GetObject with minio-go, data on /dev/shm.",
-		"memcpy, tcp, unix: this machine's limits, one-way, measured in the same run.")
-	return res, e.writeReports(res, "transfer", "Payload hand-over latency (p50) against size")
+		"redis: SET then GET with go-redis; minio-shm: PutObject then GetObject with minio-go (signed payload), data on /dev/shm; both from the harness, with no function in between.",
+		"memcpy, tcp, unix: this machine's limits, one-way, measured in the same run.",
+		fmt.Sprintf("Patterns, %d items of the size over the total: scatter = %d buffers, each shared and handed to its own consumer invocation, all at once; broadcast = one buffer shared with %d reads and %d consumer invocations mapping it (each pulls it to the consumer's node); gather = bench-consumer asks bench-producer for %d references at once (each Share on request, the buffers filled beforehand, not timed) and maps each as it comes. -s3: the same with PutObject/GetObject. Timed from the first hand-over until the last consumer had its item; all %d consumer invocations run in one instance on the other node. The SDK has one descriptor socket per process and runs one exchange on it at a time, so the %d Maps of a consumer (each a whole pull) and the %d Shares of a producer queue behind each other; the S3 GETs and PUTs run in parallel.", fanWidth, fanWidth, fanWidth, fanWidth, fanWidth, fanWidth, fanWidth, fanWidth),
+	)
+	bars := transferBars(res)
+	for _, b := range bars {
+		res.Notes = append(res.Notes, fmt.Sprintf("Bar %q, %s against %s: %s; %s.", b.Bar, b.Series, b.Baseline, b.Measured, strings.ReplaceAll(b.Verdict(), "**", "")))
+	}
+	return res, e.writeTransferReports(res, bars)
+}
+
+// fanWidth is how many consumers (producers, for gather) a pattern has.
+const fanWidth = 8
+
+// complete fails when a series measured inside the functions has no point
+// at a size it was run at: the figures would silently lack it.
+func complete(r bench.Result, sizes, patternSizes []int64, fns, pats []fnSeries) error {
+	var missing []string
+	check := func(ss []fnSeries, sizes []int64) {
+		for _, s := range ss {
+			for _, size := range sizes {
+				if p, ok := r.Lookup(s.name, size*max(s.items, 1)); !ok || p.N == 0 || p.P50 <= 0 {
+					missing = append(missing, s.name+" at "+bench.FormatSize(size))
+				}
+			}
+		}
+	}
+	check(fns, sizes)
+	check(pats, patternSizes)
+	if len(missing) > 0 {
+		return fmt.Errorf("bench: no measurement of %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // gatewayEcho is a client round trip through the gateway to the echo
@@ -135,43 +252,28 @@ func (g *gatewayEcho) Transfer(ctx context.Context, payload []byte) ([]byte, err
 }
 func (g *gatewayEcho) Close() error { return nil }
 
-// functionToFunction asks bench-producer to hand size bytes to
-// bench-consumer, repeatedly, and collects the hand-over times it reports.
-func functionToFunction(ctx context.Context, c *api.Client, size int64, opts bench.Options) (bench.Point, error) {
-	body := []byte(fmt.Sprintf("produce %d bench-consumer", size))
-	once := func() (time.Duration, error) {
-		out, err := c.Invoke(ctx, "bench-producer", body)
-		if err != nil {
-			return 0, fmt.Errorf("handoff-f2f at %s: %w", bench.FormatSize(size), err)
+// mainSeries are the columns of the transfer table and the lines of its
+// plot; the parts of the hand-overs and the patterns have tables of their
+// own.
+var mainSeries = []string{"memcpy", "tcp", "unix", "redis", "minio-shm", seriesS3F2F, "handoff-gw", seriesF2F, seriesRefPull, seriesRefNode, seriesRefSame}
+
+// only returns r with the points of series alone.
+func only(r bench.Result, series ...string) bench.Result {
+	out := r
+	out.Points = nil
+	for _, p := range r.Points {
+		if slices.Contains(series, p.Series) {
+			out.Points = append(out.Points, p)
 		}
-		ns, err := strconv.ParseInt(string(out), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("handoff-f2f at %s: producer answered %q", bench.FormatSize(size), out)
-		}
-		return time.Duration(ns), nil
 	}
-	if _, err := once(); err != nil { // warm-up: makes and caches the payload
-		return bench.Point{}, err
-	}
-	budget, minIters, maxIters := opts.Budget, max(opts.MinIters, 1), max(opts.MaxIters, 1)
-	var lat []time.Duration
-	var spent time.Duration
-	for len(lat) < maxIters && (len(lat) < minIters || spent < budget) {
-		d, err := once()
-		if err != nil {
-			return bench.Point{}, err
-		}
-		lat = append(lat, d)
-		spent += d
-	}
-	if len(lat) == 0 {
-		return bench.Point{}, errors.New("handoff-f2f: no iteration ran")
-	}
-	return bench.Summarize("handoff-f2f", size, lat), nil
+	return out
 }
 
-func (e Env) writeReports(res bench.Result, name, title string) error {
-	f, err := e.create(name + ".json")
+// writeTransferReports writes transfer.json (every point, the bars among
+// the notes), transfer.md (also printed on e.Log) and transfer.png (the
+// main series).
+func (e Env) writeTransferReports(res bench.Result, bars []report.Bar) error {
+	f, err := e.create("transfer.json")
 	if err != nil {
 		return err
 	}
@@ -180,27 +282,56 @@ func (e Env) writeReports(res bench.Result, name, title string) error {
 		return err
 	}
 	f.Close()
-	md, err := e.create(name + ".md")
+	md, err := e.create("transfer.md")
 	if err != nil {
 		return err
 	}
 	defer md.Close()
 	w := io.MultiWriter(md, e.Log)
-	if err := report.WriteMarkdown(w, res); err != nil {
+	view := only(res, mainSeries...)
+	// The bars have a table of their own below.
+	view.Notes = slices.DeleteFunc(slices.Clone(res.Notes), func(n string) bool { return strings.HasPrefix(n, "Bar ") })
+	if err := report.WriteMarkdown(w, view); err != nil {
 		return err
 	}
-	for _, base := range []string{"redis", "minio-shm", "minio-disk"} {
+	var parts []string
+	for _, s := range res.Series() {
+		if !slices.Contains(mainSeries, s) && !strings.HasPrefix(s, "scatter") && !strings.HasPrefix(s, "broadcast") && !strings.HasPrefix(s, "gather") {
+			parts = append(parts, s)
+		}
+	}
+	fmt.Fprintf(w, "\nParts of the function-to-function series (-rt: round trip; -share: Share alone; -map: the consumer's sdk.Map alone; -touch: faulting in every page of the mapping):\n\n")
+	if err := report.WriteTable(w, res, parts...); err != nil {
+		return err
+	}
+	var pats []string
+	for _, name := range patternNames {
+		pats = append(pats, name+"-ref", name+"-s3", name+"-ref-rt", name+"-s3-rt")
+	}
+	fmt.Fprintf(w, "\nPatterns, %d items (size is the total of the %d):\n\n", fanWidth, fanWidth)
+	if err := report.WriteTable(w, res, pats...); err != nil {
+		return err
+	}
+	for _, base := range []string{"redis", "minio-shm", seriesS3F2F} {
 		if _, ok := res.Lookup(base, res.Sizes()[0]); ok {
 			fmt.Fprintln(w)
-			if err := report.WriteRatios(w, res, base, "handoff-f2f", "handoff-gw"); err != nil {
+			if err := report.WriteRatios(w, view, base, seriesF2F, seriesRefPull, seriesRefNode, seriesRefSame, "handoff-gw"); err != nil {
 				return err
 			}
 		}
 	}
-	png := filepath.Join(e.Out, name+".png")
-	if err := report.WritePNG(png, res, title); err != nil {
+	fmt.Fprintln(w)
+	if err := report.WriteRatios(w, view, "tcp", seriesF2F, seriesRefPull, seriesRefNode, seriesRefSame); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.Log, "\nreports: %s.{json,md,png}\n", filepath.Join(e.Out, name))
+	fmt.Fprintf(w, "\nThe bars of reference passing, each against a baseline of this run:\n\n")
+	if err := report.WriteBars(w, bars); err != nil {
+		return err
+	}
+	png := filepath.Join(e.Out, "transfer.png")
+	if err := report.WritePNG(png, view, "Payload hand-over latency (p50) against size"); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Log, "\nreports: %s.{json,md,png}\n", filepath.Join(e.Out, "transfer"))
 	return nil
 }
