@@ -387,6 +387,7 @@ func (l *leaser) release(id string) error {
 // reclaim stops a lease's executors (letting calls in flight finish unless
 // overdue) and gives their capacity back.
 func (l *leaser) reclaim(rc lease.Reclaim) {
+	l.a.log.Info("reclaiming lease", "lease", rc.ID, "function", rc.Function, "reason", rc.Reason, "overdue", rc.Overdue)
 	l.mu.Lock()
 	g := l.grants[rc.ID]
 	var insts []*supervisor.Instance

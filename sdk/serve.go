@@ -41,16 +41,22 @@ var shutdownGrace = 30 * time.Second
 // 0. If the server cannot start (PORT unset or invalid, port in use) it prints
 // a message saying why to stderr and exits with status 1. Serve never returns.
 func Serve(h Handler) {
-	ServeHTTP(HandlerFunc(h))
+	serveMain(HandlerFunc(h), h)
 }
 
 // ServeHTTP is Serve for a plain http.Handler. GET /healthz is answered by
 // the SDK and a request on / other than POST gets 405; every other request
 // goes to h with the request id in its context.
 func ServeHTTP(h http.Handler) {
+	serveMain(h, nil)
+}
+
+// serveMain is Serve and ServeHTTP; raw, when set, is h's plain handler,
+// which direct calls of a leased executor run without an HTTP detour.
+func serveMain(h http.Handler, raw Handler) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := ServeContext(ctx, h); err != nil {
+	if err := serveContext(ctx, h, raw); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -65,6 +71,10 @@ func ServeHTTP(h http.Handler) {
 //
 // It is the testable core of Serve and ServeHTTP and wraps h the same way.
 func ServeContext(ctx context.Context, h http.Handler) error {
+	return serveContext(ctx, h, nil)
+}
+
+func serveContext(ctx context.Context, h http.Handler, raw Handler) error {
 	port := os.Getenv("PORT")
 	if port == "" {
 		return errors.New("sdk: PORT is not set: this program is not running under a Handoff node agent; start it with `handoff deploy` (or set PORT=8080 to try it by hand)")
@@ -81,6 +91,10 @@ func ServeContext(ctx context.Context, h http.Handler) error {
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("sdk: cannot listen on %s: %w (is another process using the port?)", addr, err)
+	}
+	if err := startDirect(ctx, raw, h); err != nil {
+		ln.Close()
+		return err
 	}
 	return serve(ctx, ln, wrap(h, maxBody))
 }
