@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,4 +278,51 @@ func cmdStatus(args []string) error {
 		fmt.Printf("\nasync invocations: queued=%d running=%d succeeded=%d failed=%d\n", st.Async["queued"], st.Async["running"], st.Async["succeeded"], st.Async["failed"])
 	}
 	return nil
+}
+
+func cmdLeases(args []string) error {
+	fs := newFlags("leases", "leases")
+	c, err := connect(fs, args, 0)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LEASE\tNODE\tFUNCTION\tSTATE\tMODE\tEXECUTORS\tEXPIRES IN\tALLOCATED\tBUSY\tHOT POLLING\tCALLS")
+	for _, n := range st.Nodes {
+		if !n.Up {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr+"/v1/leases", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.ID, err)
+		}
+		var ls []api.LeaseInfo
+		err = json.NewDecoder(resp.Body).Decode(&ls)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("node %s answered %s: %w", n.ID, resp.Status, err)
+		}
+		for _, l := range ls {
+			up := 0
+			for _, e := range l.Executors {
+				if e.State == "up" {
+					up++
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d up\t%s\t%s\t%s\t%s\t%d\n", l.ID[:12], l.Node, l.Function, l.State, l.Mode,
+				up, len(l.Executors), time.Until(l.Expires).Round(time.Second), l.Allocated.Round(time.Millisecond),
+				l.Busy.Round(time.Microsecond), l.HotPolling.Round(time.Millisecond), l.Invocations)
+		}
+	}
+	return tw.Flush()
 }
