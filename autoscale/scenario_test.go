@@ -3,14 +3,13 @@ package autoscale_test
 import (
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/handoff-dev/handoff/autoscale"
+	"github.com/handoff-dev/handoff/internal/scenariotest"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testdata/*.txt")
@@ -38,31 +37,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 //	    given, sets the starting ready count; otherwise it carries over from
 //	    the previous run or scale.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenarios in testdata/*.txt")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			in, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := runScript(t, string(in))
-			if *rewrite {
-				if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if out != string(in) {
-				t.Errorf("%s: output differs (rerun with -rewrite to accept):\n%s", file, firstDiff(string(in), out))
-			}
-		})
-	}
+	scenariotest.Run(t, *rewrite, runScript)
 }
 
 var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -231,22 +206,4 @@ func (p *argParser) dur(k string, def time.Duration) time.Duration {
 		p.t.Fatalf("line %d: %s: %v", p.line, k, err)
 	}
 	return d
-}
-
-// firstDiff shows the first line where want and got part ways.
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\nwant: %s\ngot:  %s", i+1, wl, gl)
-		}
-	}
-	return "(no difference)"
 }

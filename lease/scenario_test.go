@@ -4,13 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/scenariotest"
 	"github.com/handoff-dev/handoff/lease"
 )
 
@@ -43,31 +42,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output in testda
 // An error prints the sentinels it matches (and a Redirect's target), then
 // its message, one line per joined error.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenarios in testdata/*.txt")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			in, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := runScript(t, string(in))
-			if *rewrite {
-				if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if out != string(in) {
-				t.Errorf("%s: output differs (rerun with -rewrite to accept):\n%s", file, firstDiff(string(in), out))
-			}
-		})
-	}
+	scenariotest.Run(t, *rewrite, runScript)
 }
 
 var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -461,22 +436,4 @@ func (p *argParser) resources(prefix string) lease.Resources {
 		Memory:     p.bytes(prefix+"mem", 0),
 		Executors:  p.int(prefix+"executors", 0),
 	}
-}
-
-// firstDiff shows the first line where want and got part ways.
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\nwant: %s\ngot:  %s", i+1, wl, gl)
-		}
-	}
-	return "(no difference)"
 }
