@@ -199,7 +199,7 @@ func cmdNode(args []string) error {
 	if n, err := strconv.Atoi(strings.TrimPrefix(*id, "n")); err == nil {
 		servePprof(log, n)
 	}
-	a, err := node.New(node.Config{AdminToken: admin,ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
+	a, err := node.New(node.Config{AdminToken: admin, ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
 		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen})
 	if err != nil {
 		return err
