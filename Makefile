@@ -20,6 +20,8 @@ deps-bench: deps
 	./scripts/install-minio.sh
 
 test: deps-bench build
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -timeout 14m ./...
 
