@@ -1,0 +1,230 @@
+package direct
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TCPOptions tune a TCPConn.
+type TCPOptions struct {
+	// Batch makes Send only queue messages (up to 64 KiB) until Flush
+	// or until Recv is about to wait for the peer: pipelined calls from
+	// one goroutine then leave in one write. Without it every Send writes
+	// at once, and only Sends that arrive while a write is under way
+	// share the next one.
+	Batch bool
+	// MaxMessage bounds the messages Recv accepts; 0 means MaxFrame.
+	MaxMessage int
+}
+
+const (
+	tcpBuf      = 64 << 10 // read buffer kept between messages; batch size
+	tcpMaxQueue = 4 << 20  // unsent bytes at which Send waits for the writer
+)
+
+// TCPConn carries messages over a byte stream (TCP, or any net.Conn), each
+// as a u32 big-endian length and the message. It is a Conn, an Interrupter
+// and a Flusher.
+type TCPConn struct {
+	c      net.Conn
+	batch  bool
+	maxMsg int
+
+	wmu      sync.Mutex // guards the following write-side fields
+	wcond    sync.Cond  // signalled when a write ends
+	wbuf     []byte     // bytes queued for the next write
+	spare    []byte     // the buffer being written, for reuse
+	writing  bool       // a goroutine is writing; it writes wbuf too before it stops
+	werr     error
+	interrup atomic.Bool
+
+	// Read side: one goroutine at a time.
+	rbuf []byte
+	r, w int // unread bytes are rbuf[r:w]
+	last int // length of the message returned last, consumed at the next Recv
+	rerr error
+}
+
+// NewTCPConn wraps c, which the TCPConn then owns. On a *net.TCPConn it
+// turns Nagle's algorithm off.
+func NewTCPConn(c net.Conn, opts TCPOptions) *TCPConn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	t := &TCPConn{c: c, batch: opts.Batch, maxMsg: opts.MaxMessage, rbuf: make([]byte, tcpBuf)}
+	if t.maxMsg <= 0 {
+		t.maxMsg = MaxFrame
+	}
+	t.wcond.L = &t.wmu
+	return t
+}
+
+// Send queues msg and, unless in batch mode, writes it. If another
+// goroutine is writing, msg goes out with that goroutine's next write.
+func (t *TCPConn) Send(msg []byte) error {
+	return t.send(msg, !t.batch)
+}
+
+// queue queues msg for the next write (batcher).
+func (t *TCPConn) queue(msg []byte) error { return t.send(msg, false) }
+
+// readAhead reports whether a whole message is buffered past the one
+// Recv returned last (batcher).
+func (t *TCPConn) readAhead() bool {
+	r := t.r + t.last
+	if t.w-r < 4 {
+		return false
+	}
+	return t.w-r-4 >= int(binary.BigEndian.Uint32(t.rbuf[r:]))
+}
+
+func (t *TCPConn) send(msg []byte, write bool) error {
+	if len(msg) > t.maxMsg {
+		return fmt.Errorf("%w: message of %d bytes exceeds %d", ErrTooLarge, len(msg), t.maxMsg)
+	}
+	t.wmu.Lock()
+	for t.writing && len(t.wbuf) >= tcpMaxQueue && t.werr == nil {
+		t.wcond.Wait()
+	}
+	if t.werr != nil {
+		err := t.werr
+		t.wmu.Unlock()
+		return err
+	}
+	t.wbuf = binary.BigEndian.AppendUint32(t.wbuf, uint32(len(msg)))
+	t.wbuf = append(t.wbuf, msg...)
+	if t.writing || (!write && len(t.wbuf) < tcpBuf) {
+		t.wmu.Unlock()
+		return nil
+	}
+	return t.writeLocked()
+}
+
+// Flush writes what Send queued.
+func (t *TCPConn) Flush() error {
+	t.wmu.Lock()
+	if t.writing || len(t.wbuf) == 0 {
+		err := t.werr
+		t.wmu.Unlock()
+		return err
+	}
+	return t.writeLocked()
+}
+
+// writeLocked writes wbuf until it stays empty. Called with wmu held, it
+// returns with wmu released.
+func (t *TCPConn) writeLocked() error {
+	t.writing = true
+	for len(t.wbuf) > 0 && t.werr == nil {
+		buf := t.wbuf
+		t.wbuf = t.spare[:0]
+		t.wmu.Unlock()
+		_, err := t.c.Write(buf)
+		t.wmu.Lock()
+		if cap(buf) <= 4*tcpBuf {
+			t.spare = buf[:0]
+		} else {
+			t.spare = nil
+		}
+		if err != nil {
+			t.werr = err
+		}
+		t.wcond.Broadcast()
+	}
+	t.writing = false
+	err := t.werr
+	t.wmu.Unlock()
+	return err
+}
+
+// Recv returns the next message, valid until the next Recv.
+func (t *TCPConn) Recv() ([]byte, error) {
+	if t.rerr != nil {
+		return nil, t.rerr
+	}
+	t.r += t.last
+	t.last = 0
+	if t.r == t.w {
+		t.r, t.w = 0, 0
+		if cap(t.rbuf) > 4*tcpBuf {
+			t.rbuf = make([]byte, tcpBuf)
+		}
+	}
+	if t.interrup.Swap(false) {
+		t.c.SetReadDeadline(time.Time{})
+		return nil, ErrInterrupted
+	}
+	for {
+		need := 4
+		if t.w-t.r >= 4 {
+			n := binary.BigEndian.Uint32(t.rbuf[t.r:])
+			if n > uint32(t.maxMsg) {
+				t.rerr = fmt.Errorf("%w: peer sent a message of %d bytes, over %d", ErrTooLarge, n, t.maxMsg)
+				return nil, t.rerr
+			}
+			need = 4 + int(n)
+			if t.w-t.r >= need {
+				t.last = need
+				return t.rbuf[t.r+4 : t.r+need : t.r+need], nil
+			}
+		}
+		if len(t.rbuf)-t.r < need {
+			// Make room: move the partial message down, or grow.
+			buf := t.rbuf
+			if need > len(buf) {
+				buf = make([]byte, need)
+			}
+			t.w = copy(buf, t.rbuf[t.r:t.w])
+			t.r = 0
+			t.rbuf = buf
+		}
+		// About to wait for the peer: what is queued goes out first,
+		// or the peer might wait for it (a write error shows at the
+		// next Send).
+		t.Flush()
+		n, err := t.c.Read(t.rbuf[t.w:])
+		t.w += n
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Interrupt set the deadline; a stale one (the flag was
+			// already taken) is cleared and the read resumed.
+			t.c.SetReadDeadline(time.Time{})
+			if t.interrup.Swap(false) {
+				return nil, ErrInterrupted
+			}
+			continue
+		}
+		if err == io.EOF && t.w > t.r {
+			err = fmt.Errorf("%w: connection closed inside a message", io.ErrUnexpectedEOF)
+		}
+		t.rerr = err
+		return nil, err
+	}
+}
+
+// Interrupt makes a blocked Recv, or the next one, return ErrInterrupted.
+// A message being read stays in the buffer for the next Recv.
+func (t *TCPConn) Interrupt() {
+	t.interrup.Store(true)
+	t.c.SetReadDeadline(time.Unix(1, 0))
+}
+
+// Close closes the connection, unblocking Send and Recv.
+func (t *TCPConn) Close() error {
+	t.wmu.Lock()
+	if t.werr == nil {
+		t.werr = ErrClosed
+	}
+	t.wcond.Broadcast()
+	t.wmu.Unlock()
+	return t.c.Close()
+}
