@@ -79,8 +79,13 @@ func handler(ctx context.Context, p []byte) ([]byte, error) {
 
 // helperMain is an executor process:
 //
-//	shm:     serves the ring file at fd 3 (SHM_MODE, SHM_HOT_US set its wait)
+//	shm:     serves the ring file at fd 3 (SHM_MODE, SHM_HOT_US and
+//	         SHM_LOCK=1 set its wait)
 //	tcp:     serves TCP on 127.0.0.1:0 (TCP_BATCH=1 to batch), printing the address
+//
+// (DIRECT_HANDOFF_US sets ServerConfig.HandOff for both), or for the
+// baselines:
+//
 //	rawshm:  echoes messages on the ring file at fd 3, no protocol
 //	rawtcp:  echoes 64-byte blocks on TCP, no protocol
 func helperMain(mode string) error {
