@@ -112,7 +112,7 @@ func (e *executor) acceptTCP(ctx context.Context, ln net.Listener) {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		go direct.Serve(ctx, direct.NewTCPConn(c, direct.TCPOptions{}), e.config(), e.h)
+		go direct.Serve(ctx, direct.NewTCPConn(c, direct.TCPOptions{Batch: true}), e.config(), e.h)
 	}
 }
 
