@@ -16,6 +16,7 @@ import (
 	"github.com/handoff-dev/handoff/bench"
 	"github.com/handoff-dev/handoff/bench/load"
 	"github.com/handoff-dev/handoff/bench/raw"
+	"github.com/handoff-dev/handoff/bench/report"
 	"github.com/handoff-dev/handoff/spec"
 )
 
@@ -39,10 +40,17 @@ type InvokeResult struct {
 	GatewayLoadP99 int64       `json:"gateway_load_p99_ns"`
 	ColdStart      bench.Point `json:"cold_start"`       // platform: first request to a function with no instance
 	ColdStartSpawn bench.Point `json:"cold_start_spawn"` // node agent: spawn to ready, as reported by the supervisor
+	// Leases and direct calls of the same function, and their baselines.
+	Leases DirectResult `json:"leases"`
+	// Bars are issue 6's bars, judged on this run's figures.
+	Bars []report.Bar `json:"bars"`
 }
 
 // Invoke measures the gateway path against plain HTTP straight to the
-// instance, in the same run: latency p50/p99, warm throughput, and cold starts.
+// instance, in the same run: latency p50/p99, warm throughput, and cold
+// starts; then leased executors of the same function called directly
+// (hot, auto and warm over a shared-memory ring, and over TCP) against a
+// raw ring ping-pong and raw TCP round trips.
 func Invoke(ctx context.Context, e Env) (InvokeResult, error) {
 	res := InvokeResult{Started: time.Now().UTC(), Host: bench.HostInfo(), Concurrency: 32}
 	n, dur, colds := 5000, 5*time.Second, 15
@@ -120,6 +128,10 @@ func Invoke(ctx context.Context, e Env) (InvokeResult, error) {
 	if err := coldStarts(ctx, e, p.Client, colds, &res); err != nil {
 		return res, err
 	}
+	if err := directCalls(ctx, e, p, "echo", &res); err != nil {
+		return res, fmt.Errorf("direct calls: %w", err)
+	}
+	res.Bars = directBars(res)
 	return res, e.writeInvoke(res)
 }
 
@@ -196,6 +208,9 @@ func (e Env) writeInvoke(r InvokeResult) error {
 	fmt.Fprintf(w, "\n| cold start (n=%d) | p50 | p99 |\n|---|---|---|\n", r.ColdStart.N)
 	fmt.Fprintf(w, "| first request to a function with no instance (gateway) | %s | %s |\n", ms(r.ColdStart.P50), ms(r.ColdStart.P99))
 	fmt.Fprintf(w, "| spawn to ready (node agent) | %s | %s |\n", ms(r.ColdStartSpawn.P50), ms(r.ColdStartSpawn.P99))
+	if err := writeDirect(w, r); err != nil {
+		return err
+	}
 	fmt.Fprintf(e.Log, "\nreports: %s.{json,md}\n", filepath.Join(e.Out, "invoke"))
 	return nil
 }
