@@ -189,9 +189,10 @@ func (e *executor) report(ctx context.Context) {
 		hot := e.reportedHot
 		e.reportedHot = 0
 		for c, seen := range e.rings {
-			now := c.PollTime()
-			hot += now - seen
-			e.rings[c] = now
+			if now := c.PollTime(); now > seen { // see PollTime: skip a sample that ran ahead
+				hot += now - seen
+				e.rings[c] = now
+			}
 		}
 		e.mu.Unlock()
 		if b == busy && n == calls && hot == 0 {

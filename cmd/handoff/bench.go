@@ -14,7 +14,7 @@ import (
 
 func cmdBench(args []string) error {
 	if len(args) == 0 || (args[0] != "invoke" && args[0] != "transfer") {
-		return errors.New("give a benchmark: `handoff bench invoke` (gateway against direct HTTP, cold starts) or `handoff bench transfer` (payload hand-over against Redis, MinIO and raw limits)")
+		return errors.New("give a benchmark: `handoff bench invoke` (gateway against direct HTTP, cold starts, leased executors against raw rings and TCP) or `handoff bench transfer` (payload hand-over against Redis, MinIO and raw limits)")
 	}
 	which := args[0]
 	fs := newFlags("bench", "bench "+which+" [--out DIR] [--quick]")

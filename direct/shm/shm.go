@@ -249,7 +249,8 @@ type Conn struct {
 	refs    atomic.Int64 // 1 while open, plus one per Send or Recv running; unmapped at 0
 	closing atomic.Bool
 	intr    atomic.Bool
-	polled  atomic.Int64 // nanoseconds spent polling
+	polled  atomic.Int64 // nanoseconds spent in finished polls
+	polling atomic.Int64 // start of the poll under way (Unix ns), or 0
 
 	// Send side, one goroutine at a time.
 	txTail uint64 // our tail; we alone write it
@@ -378,8 +379,17 @@ func (c *Conn) peerBit() uint32 { return 1 << (1 - c.side) }
 func (c *Conn) SetMode(m Mode) { c.mode.Store(int32(m)) }
 
 // PollTime is the time this side has spent polling: CPU time it burnt
-// waiting, for accounting.
-func (c *Conn) PollTime() time.Duration { return time.Duration(c.polled.Load()) }
+// waiting, for accounting. It counts a poll under way too, so an idle hot
+// side shows its cost while it burns it. Sampled while a poll ends it may
+// run a moment ahead of a later sample; callers summing deltas skip a
+// negative one.
+func (c *Conn) PollTime() time.Duration {
+	d := c.polled.Load()
+	if since := c.polling.Load(); since != 0 {
+		d += time.Now().UnixNano() - since
+	}
+	return time.Duration(d)
+}
 
 // Size is the size of each ring's data area.
 func (c *Conn) Size() int { return int(c.size) }
@@ -713,7 +723,11 @@ const pollSpins = 1024
 // peer is found dead.
 func (c *Conn) poll(mode Mode, start time.Time, nextAlive *time.Time, check func() error, ready func() bool) error {
 	until := start.Add(c.hot)
-	defer func() { c.polled.Add(int64(time.Since(start))) }()
+	c.polling.Store(start.UnixNano())
+	defer func() {
+		c.polled.Add(int64(time.Since(start)))
+		c.polling.Store(0)
+	}()
 	for {
 		for range pollSpins {
 			if ready() {
