@@ -191,10 +191,17 @@ func TestScaleFromZeroBuffersEveryRequest(t *testing.T) {
 func TestOversizedInlineBodyGets413(t *testing.T) {
 	p := startPlatform(t, t.TempDir(), "--inline-max", "1Mi")
 	deploy(t, p.Client, testfnSpec(t, "echo", nil))
-	_, err := p.Client.Invoke(context.Background(), "echo", bytes.Repeat([]byte("x"), 2<<20))
+	big := append([]byte("echo "), bytes.Repeat([]byte("x"), 2<<20)...)
+	// A synchronous upload of known length over the limit goes by
+	// reference through the receiver's node agent.
+	if out, err := p.Client.Invoke(context.Background(), "echo", big); err != nil || !bytes.Equal(out, big) {
+		t.Fatalf("2 MiB upload over a 1 MiB inline limit: %d bytes back, %v; want it passed by reference", len(out), err)
+	}
+	// An async body must fit inline (the durable queue keeps bodies).
+	_, err := p.Client.InvokeAsync(context.Background(), "echo", big)
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusRequestEntityTooLarge {
-		t.Fatalf("err = %v; want a 413", err)
+		t.Fatalf("async over the limit: err = %v; want a 413", err)
 	}
 	for _, want := range []string{"inline limit", "1 MiB", "--inline-max"} {
 		if !strings.Contains(se.Msg, want) {
