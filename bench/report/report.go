@@ -130,7 +130,7 @@ func WriteRatios(w io.Writer, r bench.Result, baseline string, series ...string)
 				cells = append(cells, "")
 				continue
 			}
-			cells = append(cells, formatRatio(x))
+			cells = append(cells, FormatRatio(x))
 		}
 		row(&b, cells)
 	}
@@ -138,7 +138,9 @@ func WriteRatios(w io.Writer, r bench.Result, baseline string, series ...string)
 	return err
 }
 
-func formatRatio(x float64) string {
+// FormatRatio writes a ratio with as many digits as its size deserves:
+// "182×", "11.0×", "1.22×", "0.0031×".
+func FormatRatio(x float64) string {
 	switch {
 	case x >= 100:
 		return fmt.Sprintf("%.0f×", x)

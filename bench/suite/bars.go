@@ -50,7 +50,7 @@ func transferBars(r bench.Result) []report.Bar {
 		m, _ := r.Lookup("memcpy", at)
 		ms := float64(p.P50) / float64(time.Millisecond)
 		measured := fmt.Sprintf("%s: p50 %s, p99 %s; memcpy p50 %s (hand-over/memcpy %s)", bench.FormatSize(at),
-			bench.FormatDuration(p.P50), bench.FormatDuration(p.P99), bench.FormatDuration(m.P50), ratio(bench.Ratio(p, m)))
+			bench.FormatDuration(p.P50), bench.FormatDuration(p.P99), bench.FormatDuration(m.P50), report.FormatRatio(bench.Ratio(p, m)))
 		bars = append(bars, report.Bar{
 			Bar:    fmt.Sprintf("same node, %s hand-over: p50 < 1 ms", bench.FormatSize(at)),
 			Series: s, Baseline: "memcpy", Measured: measured, Worst: ms, Want: 1, Met: ms < 1,
@@ -148,7 +148,7 @@ func appendBar(bars []report.Bar, r bench.Result, b barSpec) []report.Bar {
 			continue
 		}
 		worst = min(worst, x)
-		parts = append(parts, fmt.Sprintf("%s %s", bench.FormatSize(s), ratio(x)))
+		parts = append(parts, fmt.Sprintf("%s %s", bench.FormatSize(s), report.FormatRatio(x)))
 	}
 	if len(parts) == 0 {
 		return bars
@@ -157,17 +157,4 @@ func appendBar(bars []report.Bar, r bench.Result, b barSpec) []report.Bar {
 		Bar: name, Series: b.series, Baseline: b.baseline, Measured: strings.Join(parts, ", "),
 		Worst: worst, Want: b.want, Met: worst >= b.want,
 	})
-}
-
-func ratio(x float64) string {
-	switch {
-	case x >= 100:
-		return fmt.Sprintf("%.0f×", x)
-	case x >= 10:
-		return fmt.Sprintf("%.1f×", x)
-	case x >= 0.01:
-		return fmt.Sprintf("%.2f×", x)
-	default:
-		return fmt.Sprintf("%.2g×", x)
-	}
 }

@@ -507,7 +507,7 @@ func directBars(r InvokeResult) []report.Bar {
 				Bar:    fmt.Sprintf("same node, hot, 64 B: %s ≤ %.0f µs", b.pct, b.want),
 				Series: hot.Series, Baseline: "raw-ring",
 				Measured: fmt.Sprintf("%s %s; raw ring %s %s (%s of raw)", b.pct, bench.FormatDuration(b.got),
-					b.pct, bench.FormatDuration(b.base), ratio(float64(b.got)/float64(b.base))),
+					b.pct, bench.FormatDuration(b.base), report.FormatRatio(float64(b.got)/float64(b.base))),
 				Worst: us(b.got), Want: b.want, Met: us(b.got) <= b.want,
 			})
 		}
@@ -525,7 +525,7 @@ func directBars(r InvokeResult) []report.Bar {
 				Bar:    "across nodes (TCP), 64 B: p50 ≤ 1.3× the raw TCP round trip",
 				Series: tcp.Series, Baseline: base.name,
 				Measured: fmt.Sprintf("p50 %s; %s p50 %s (%s)", bench.FormatDuration(tcp.Latency.P50), base.name,
-					bench.FormatDuration(base.p.P50), ratio(x)),
+					bench.FormatDuration(base.p.P50), report.FormatRatio(x)),
 				Worst: x, Want: 1.3, Met: x <= 1.3,
 			})
 		}
@@ -541,7 +541,7 @@ func directBars(r InvokeResult) []report.Bar {
 				Bar:    "p50 ≥ 20× lower than through the gateway (same function)",
 				Series: name, Baseline: "gateway",
 				Measured: fmt.Sprintf("p50 %s; gateway p50 %s (%s lower)", bench.FormatDuration(s.Latency.P50),
-					bench.FormatDuration(r.Gateway.P50), ratio(x)),
+					bench.FormatDuration(r.Gateway.P50), report.FormatRatio(x)),
 				Worst: x, Want: 20, Met: x >= 20,
 			})
 		}
@@ -554,7 +554,7 @@ func directBars(r InvokeResult) []report.Bar {
 		x := s.Pipelined.PerCore()
 		raw := "raw ring not measured"
 		if d.RawRingRate.CPU > 0 {
-			raw = fmt.Sprintf("raw ring %.0f per core-s (%s of raw)", d.RawRingRate.PerCore(), ratio(x/d.RawRingRate.PerCore()))
+			raw = fmt.Sprintf("raw ring %.0f per core-s (%s of raw)", d.RawRingRate.PerCore(), report.FormatRatio(x/d.RawRingRate.PerCore()))
 		}
 		bars = append(bars, report.Bar{
 			Bar:    fmt.Sprintf("same node, pipelined (%d in flight): ≥ 200,000 calls/s per core", d.Depth),
