@@ -36,14 +36,11 @@ import (
 	"github.com/handoff-dev/handoff/ref"
 )
 
-// Headers of the API-preserving path and of pulls.
+// Headers of the API-preserving path and of the local reference API.
 const (
 	// HeaderRef carries a reference in place of a body: set by a sender's
 	// node agent, consumed by the receiver's, never seen by a function.
 	HeaderRef = "X-Handoff-Ref"
-	// HeaderReader names the function a pull is made for; the holder
-	// believes it because only cluster members can pull.
-	HeaderReader = "X-Handoff-Reader"
 	// HeaderChecksum is the CRC-32C of a payload, as 8 hex digits.
 	HeaderChecksum = "X-Handoff-Checksum"
 )
