@@ -493,21 +493,32 @@ func (o RefOptions) request(size int64) fdpass.Request {
 	return fdpass.Request{Size: size, Deferred: true, Readers: o.Readers, Reads: o.Reads, TTLMillis: int64(ms)}
 }
 
-// fd is this process's connection to the node agent's descriptor socket:
-// one for the process, re-dialed after any error. A request and its
-// response are one exchange, which owns the connection throughout.
+// fd is this process's pool of connections to the node agent's descriptor
+// socket: a request and its response are one exchange, which owns a
+// connection throughout; up to maxFDConns exchanges run at once (a gather
+// maps several payloads in parallel, each a pull on the node agent's side),
+// and idle connections are kept for the next ones. A connection is dropped
+// after any error and the next exchange dials a new one.
 var fd struct {
-	// sem is the connection's mutex: a channel, so that waiting for it
-	// honours a context. Holding it guards conn and path.
-	sem  chan struct{}
-	conn *net.UnixConn
-	path string // the $HANDOFF_FD conn was dialed to
+	// sem bounds the exchanges at once: a channel, so that waiting
+	// honours a context.
+	sem chan struct{}
 
-	mu  sync.Mutex // guards bad
-	bad string     // a $HANDOFF_FD that could not be dialed
+	mu   sync.Mutex // guards idle and bad
+	idle []*fdConn  // connections free for the next exchange
+	bad  string     // a $HANDOFF_FD that could not be dialed
 }
 
-func init() { fd.sem = make(chan struct{}, 1) }
+// fdConn is one connection to a descriptor socket.
+type fdConn struct {
+	c    *net.UnixConn
+	path string // the $HANDOFF_FD it was dialed to
+}
+
+// maxFDConns is how many descriptor exchanges one process runs at once.
+const maxFDConns = 8
+
+func init() { fd.sem = make(chan struct{}, maxFDConns) }
 
 // fdUsable reports whether $HANDOFF_FD is set and not known to be unusable.
 func fdUsable() bool {
@@ -566,19 +577,14 @@ func exchange(ctx context.Context, op string, req fdpass.Request, file *os.File)
 	return resp, f, nil
 }
 
-// exchangeLocked does one exchange; the caller holds fd.sem.
+// exchangeLocked does one exchange; the caller holds a slot of fd.sem.
 func exchangeLocked(ctx context.Context, op, path string, req fdpass.Request, file *os.File) (fdpass.Response, *os.File, error) {
-	if fd.conn != nil && fd.path != path {
-		fd.conn.Close()
-		fd.conn = nil
-	}
 	for attempt := 0; ; attempt++ {
-		if fd.conn == nil {
-			if err := dialFD(ctx, path); err != nil {
-				return fdpass.Response{}, nil, err
-			}
+		fc, reused, err := takeFD(ctx, path)
+		if err != nil {
+			return fdpass.Response{}, nil, err
 		}
-		c := fd.conn
+		c := fc.c
 		// Unblock the exchange when ctx ends; the connection is then out
 		// of step with the node agent and is dropped.
 		if d, ok := ctx.Deadline(); ok {
@@ -587,14 +593,14 @@ func exchangeLocked(ctx context.Context, op, path string, req fdpass.Request, fi
 			c.SetDeadline(time.Time{})
 		}
 		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-		err := fdpass.Send(c, req, file)
+		err = fdpass.Send(c, req, file)
 		if err != nil {
 			stop()
-			dropFD()
+			c.Close()
 			// A message that was not sent reached no one: sending it again
 			// on a fresh connection is safe (the node agent may have
 			// closed an idle one).
-			if attempt == 0 && ctx.Err() == nil {
+			if attempt == 0 && reused && ctx.Err() == nil {
 				continue
 			}
 			return fdpass.Response{}, nil, fmt.Errorf("sdk: %s: sending to the node agent's descriptor socket %s: %w", op, path, ctxErr(ctx, err))
@@ -602,7 +608,9 @@ func exchangeLocked(ctx context.Context, op, path string, req fdpass.Request, fi
 		var resp fdpass.Response
 		f, err := fdpass.Recv(c, &resp)
 		if !stop() || err != nil {
-			dropFD()
+			c.Close()
+		} else {
+			putFD(fc)
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -614,10 +622,22 @@ func exchangeLocked(ctx context.Context, op, path string, req fdpass.Request, fi
 	}
 }
 
-// dialFD connects to the descriptor socket at path; the caller holds
-// fd.sem. A socket that cannot be dialed is remembered as unusable, so
-// later calls go to the local API at once.
-func dialFD(ctx context.Context, path string) error {
+// takeFD gives an exchange an idle connection to path, or dials one.
+// Idle connections to another path (a changed $HANDOFF_FD) are closed.
+// A socket that cannot be dialed is remembered as unusable, so later calls
+// go to the local API at once.
+func takeFD(ctx context.Context, path string) (fc *fdConn, reused bool, err error) {
+	fd.mu.Lock()
+	for len(fd.idle) > 0 {
+		fc = fd.idle[len(fd.idle)-1]
+		fd.idle = fd.idle[:len(fd.idle)-1]
+		if fc.path == path {
+			fd.mu.Unlock()
+			return fc, true, nil
+		}
+		fc.c.Close()
+	}
+	fd.mu.Unlock()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unixpacket", path)
 	if err != nil {
@@ -626,18 +646,16 @@ func dialFD(ctx context.Context, path string) error {
 			fd.bad = path
 			fd.mu.Unlock()
 		}
-		return fmt.Errorf("%w: dialing %s: %v", ErrNoFD, path, err)
+		return nil, false, fmt.Errorf("%w: dialing %s: %v", ErrNoFD, path, err)
 	}
-	fd.conn, fd.path = c.(*net.UnixConn), path
-	return nil
+	return &fdConn{c: c.(*net.UnixConn), path: path}, false, nil
 }
 
-// dropFD closes the connection after an error; the next exchange re-dials.
-func dropFD() {
-	if fd.conn != nil {
-		fd.conn.Close()
-		fd.conn = nil
-	}
+// putFD keeps a connection for the next exchange.
+func putFD(fc *fdConn) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	fd.idle = append(fd.idle, fc)
 }
 
 // ctxErr prefers the context's error to the I/O error it caused.

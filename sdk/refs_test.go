@@ -626,22 +626,28 @@ func TestRefsOverFD(t *testing.T) {
 	})
 
 	t.Run("redial", func(t *testing.T) {
+		idle := func() []*fdConn {
+			fd.mu.Lock()
+			defer fd.mu.Unlock()
+			return append([]*fdConn(nil), fd.idle...)
+		}
 		if _, err := Put(ctx, nil, self); err != nil {
 			t.Fatal(err)
 		}
-		c := fd.conn
-		if c == nil {
-			t.Fatal("no descriptor connection after a Put")
+		kept := idle()
+		if len(kept) != 1 {
+			t.Fatalf("%d idle descriptor connections after one Put; want 1", len(kept))
 		}
-		if _, err := Put(ctx, nil, self); err != nil || fd.conn != c {
-			t.Fatalf("second Put: %v; the connection was not kept (%p, then %p)", err, c, fd.conn)
+		c := kept[0]
+		if _, err := Put(ctx, nil, self); err != nil || len(idle()) != 1 || idle()[0] != c {
+			t.Fatalf("second Put: %v; the connection was not kept", err)
 		}
-		c.Close() // as if the node agent had gone away and come back
+		c.c.Close() // as if the node agent had gone away and come back
 		ref, err := Put(ctx, data, self)
 		if err != nil {
 			t.Fatalf("Put on a broken connection: %v, want a fresh one", err)
 		}
-		if fd.conn == c || fd.conn == nil {
+		if now := idle(); len(now) != 1 || now[0] == c {
 			t.Error("the broken connection was kept")
 		}
 		if got, err := Get(ctx, ref); err != nil || !bytes.Equal(got, data) {
