@@ -66,9 +66,10 @@
 //	encode(m.Bytes())
 //
 // Put, Get, Buffer.Share and Map pass descriptors over the node agent's
-// socket $HANDOFF_FD, one connection per process. Where it is missing, Put,
-// Get and Share fall back to the local API over HTTP, as PutReader and Open
-// (which stream) always do; Map fails with ErrNoFD.
+// socket $HANDOFF_FD, up to 8 exchanges at once over pooled connections.
+// Where it is missing, Put, Get and Share fall back to the local API over
+// HTTP, as PutReader and Open (which stream) always do; Map fails with
+// ErrNoFD.
 //
 // A reference the node agent refuses (wrong reader, expired, read too
 // often, no room) is a *RefError whose Code says why ("ref_wrong_reader",
