@@ -38,18 +38,27 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sdk: function %q failed with status %d", e.Function, e.Status)
-	if st := http.StatusText(e.Status); st != "" {
-		fmt.Fprintf(&b, " (%s)", st)
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&b, " [%s]", e.Code)
-	}
-	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
-	}
+	fmt.Fprintf(&b, "sdk: function %q failed", e.Function)
+	writeFailure(&b, e.Status, e.Code, e.Message)
 	return b.String()
+}
+
+// writeFailure ends an error's text the same way for Error and RefError:
+// " with status 404 (Not Found) [code]: message", each part when known.
+func writeFailure(b *strings.Builder, status int, code, msg string) {
+	if status != 0 {
+		fmt.Fprintf(b, " with status %d", status)
+		if st := http.StatusText(status); st != "" {
+			fmt.Fprintf(b, " (%s)", st)
+		}
+	}
+	if code != "" {
+		fmt.Fprintf(b, " [%s]", code)
+	}
+	if msg != "" {
+		b.WriteString(": ")
+		b.WriteString(msg)
+	}
 }
 
 // maxErrorBody bounds how much of a failed answer is read into Error.Message.

@@ -80,19 +80,7 @@ type RefError struct {
 func (e *RefError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "sdk: reference %s failed", e.Op)
-	if e.Status != 0 {
-		fmt.Fprintf(&b, " with status %d", e.Status)
-		if st := http.StatusText(e.Status); st != "" {
-			fmt.Fprintf(&b, " (%s)", st)
-		}
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&b, " [%s]", e.Code)
-	}
-	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
-	}
+	writeFailure(&b, e.Status, e.Code, e.Message)
 	return b.String()
 }
 
