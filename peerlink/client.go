@@ -257,3 +257,49 @@ func (c *Client) Adopt(ctx context.Context, addr string, req Request, body io.Re
 	}
 	return nil
 }
+
+// Stream opens a workflow stream to the member at addr on a pooled
+// connection, which the stream then keeps to itself until it ends. Write
+// the stream's bytes to the returned connection and end them with
+// CloseWrite; Close abandons the stream. An error answer is a *RemoteError.
+func (c *Client) Stream(ctx context.Context, addr string, req Request) (*StreamConn, error) {
+	req.Op, req.Clear = "stream", c.Clear
+	cn, ans, stop, err := c.exchange(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	stop()
+	if ans.Code != "" {
+		cn.raw.Close()
+		return nil, &RemoteError{Code: ans.Code, Message: ans.Error}
+	}
+	cn.raw.SetDeadline(time.Time{})
+	if ans.Clear {
+		return &StreamConn{Conn: cn.raw, raw: cn.raw}, nil
+	}
+	return &StreamConn{Conn: cn.tc, raw: cn.raw}, nil
+}
+
+// StreamConn is the sending end of a stream: the TCP socket itself when
+// the stream travels in the clear (so that a pipe can be spliced into it),
+// else the TLS connection.
+type StreamConn struct {
+	net.Conn
+	raw net.Conn
+}
+
+// CloseWrite ends the stream: the receiver reads EOF after the last byte.
+func (s *StreamConn) CloseWrite() error {
+	if tc, ok := s.Conn.(*tls.Conn); ok {
+		if err := tc.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	if cw, ok := s.raw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Close abandons the stream (or releases it after CloseWrite).
+func (s *StreamConn) Close() error { return s.raw.Close() }

@@ -21,6 +21,9 @@
 //	adopt: C→S Request{op:"adopt"}  S→C Answer (ready, or error)
 //	       C→S size bytes (clear on the socket, or through TLS)
 //	       S→C Answer (kept, or error)
+//	stream: C→S Request{op:"stream"} S→C Answer (ready, or error)
+//	       C→S the stream's bytes (clear on the socket, or through TLS)
+//	       until C half-closes; the connection then ends (it is not reused)
 //
 // The 'G' byte is what makes clear bytes safe to mix with TLS: the holder
 // sends nothing after its answer until the puller has read that answer in
@@ -46,7 +49,7 @@ var ErrMalformed = errors.New("peerlink: malformed frame")
 
 // Request asks the holder for something.
 type Request struct {
-	Op     string `json:"op"` // "pull" or "adopt"
+	Op     string `json:"op"` // "pull", "adopt" or "stream"
 	Ref    string `json:"ref,omitempty"`
 	Reader string `json:"reader,omitempty"`
 	// Clear says the sender of the request accepts the payload in the
@@ -61,6 +64,11 @@ type Request struct {
 	Issuer    string `json:"issuer,omitempty"`
 	Size      int64  `json:"size,omitempty"`
 	Checksum  uint32 `json:"checksum,omitempty"`
+
+	// Stream: the workflow channel the bytes feed, and the run's secret
+	// that names the sender as the channel's producer.
+	Channel string `json:"channel,omitempty"`
+	Secret  string `json:"secret,omitempty"`
 }
 
 // Answer answers a Request. Code is "" on success.

@@ -30,6 +30,15 @@ type Handler interface {
 	Adopt(ctx context.Context, req Request, body io.Reader) error
 }
 
+// StreamHandler takes workflow streams on the consumer's side.
+type StreamHandler interface {
+	// Accept checks that req names a channel this member waits for (it
+	// may wait a little for the channel to be set up) and returns the
+	// function that takes the stream's bytes. Once accepted, feed owns
+	// body until it returns; body ends when the sender half-closes.
+	Accept(ctx context.Context, req Request) (feed func(body io.Reader) error, err error)
+}
+
 // Server serves the peer protocol on a TCP listener, doing the TLS itself
 // so that it keeps the TCP socket for clear payloads.
 type Server struct {
@@ -38,6 +47,8 @@ type Server struct {
 	Clear   bool               // this end allows clear payloads
 	Code    func(error) string // an error's stable code (default "internal")
 	Logger  *slog.Logger
+	// Streams takes workflow streams; nil refuses them.
+	Streams StreamHandler
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]bool
@@ -115,6 +126,9 @@ func (s *Server) serveConn(raw net.Conn, cfg *tls.Config) {
 			ok = s.pull(tc, raw, req)
 		case "adopt":
 			ok = s.adopt(tc, raw, req)
+		case "stream":
+			s.stream(tc, raw, req)
+			return
 		default:
 			ok = writeFrame(tc, Answer{Code: "bad_request", Error: fmt.Sprintf("peerlink: unknown op %q", req.Op)}) == nil
 		}
@@ -194,6 +208,38 @@ func (s *Server) adopt(tc *tls.Conn, raw net.Conn, req Request) bool {
 	}
 	return writeFrame(tc, Answer{}) == nil
 }
+
+// stream hands the rest of the connection to the stream handler; the
+// connection is not reused after a stream.
+func (s *Server) stream(tc *tls.Conn, raw net.Conn, req Request) {
+	if s.Streams == nil {
+		_ = writeFrame(tc, Answer{Code: "bad_request", Error: "peerlink: this member takes no streams"})
+		return
+	}
+	feed, err := s.Streams.Accept(context.Background(), req)
+	if err != nil {
+		_ = writeFrame(tc, s.errAnswer(err))
+		return
+	}
+	clear := req.Clear && s.Clear
+	if err := writeFrame(tc, Answer{Clear: clear}); err != nil {
+		_ = feed(eofReader{})
+		return
+	}
+	// The sender writes only after reading the answer, so TLS has read
+	// nothing past the request and the socket holds only stream bytes.
+	var body io.Reader = tc
+	if clear {
+		body = raw
+	}
+	if err := feed(body); err != nil {
+		s.logger().Debug("stream ended early", "channel", req.Channel, "err", err)
+	}
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {
