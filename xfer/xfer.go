@@ -35,6 +35,10 @@ const DefaultInlineMax = 6 << 20
 // carry it.
 var ErrTooLarge = errors.New("xfer: payload exceeds the inline limit")
 
+// ErrNotRunning means an edge is pinned to a mode that this platform does not
+// run (yet): its mechanism is not in Policy.Available.
+var ErrNotRunning = errors.New("xfer: pinned mode not running")
+
 // Edge describes one hand-over of data, as far as it is known when the choice
 // is made.
 type Edge struct {
@@ -61,7 +65,7 @@ func (p Policy) inlineMax() int64 {
 func (p Policy) Choose(e Edge) (Mode, string, error) {
 	if e.Pinned != "" && e.Pinned != Inline {
 		if !p.Available[e.Pinned] {
-			return "", "", fmt.Errorf("xfer: edge %s→%s is pinned to mode %q, which this platform does not run yet; pin %q or remove the pin", name(e.From), name(e.To), e.Pinned, Inline)
+			return "", "", notRunning(name(e.From), name(e.To), e.Pinned)
 		}
 		return e.Pinned, "pinned", nil
 	}
@@ -78,6 +82,73 @@ func (p Policy) Choose(e Edge) (Mode, string, error) {
 		return Ref, "larger than the inline limit", nil
 	}
 	return "", "", fmt.Errorf("%w: payload of %s for %s exceeds the inline limit %s; raise --inline-max or send it by reference", ErrTooLarge, Human(e.Size), name(e.To), Human(max))
+}
+
+// notRunning is the error for an edge pinned to a mode that is not running.
+func notRunning(from, to string, m Mode) error {
+	return fmt.Errorf("%w: edge %s→%s is pinned to mode %q, which this platform does not run yet; pin %q or remove the pin", ErrNotRunning, from, to, m, Inline)
+}
+
+// EdgeFacts describes one edge of a workflow (a producer stage's port feeding
+// a consumer stage's port through channels) as the workflow runner knows it
+// before any byte moves. Every channel of the edge gets the same mode.
+type EdgeFacts struct {
+	From, To string // producer and consumer, as "stage.port"
+	Pattern  string // pipe, broadcast, partition, merge or shuffle
+	Overlap  bool   // the consumer consumes while the producer produces
+	SizeHint int64  // bytes one channel carries; 0 when not known
+	Pinned   Mode   // a mode the user pinned for this edge, or ""
+}
+
+// ChooseEdge returns the mode for every channel of a workflow edge and a
+// short reason for the run summary. The rules, in order:
+//
+//   - A pinned mode wins when it runs; a pin to a mode that does not wraps
+//     ErrNotRunning (as in Choose), and a pin to inline with a size hint over
+//     the inline limit wraps ErrTooLarge.
+//   - A size hint that fits the inline limit: inline.
+//   - A consumer that needs its whole input before it produces (Overlap
+//     false): ref, so the producer writes at full speed into a buffer and
+//     is not held back by a consumer that is not reading yet.
+//   - Otherwise stream: producer and consumer run at once through fixed
+//     buffers, and nothing is held whole in memory.
+//   - Without stream, ref; without both, inline, which refuses a size hint
+//     over the limit with ErrTooLarge.
+//
+// The pattern does not change the choice today; it is part of the facts so
+// that rules that depend on it (the store for broadcasts to many readers)
+// can be added here without changing callers.
+func (p Policy) ChooseEdge(e EdgeFacts) (Mode, string, error) {
+	max := p.inlineMax()
+	switch {
+	case e.Pinned == Inline && e.SizeHint > max:
+		return "", "", fmt.Errorf("%w: edge %s→%s is pinned inline but its size hint %s exceeds the inline limit %s; pin another mode, remove the pin or raise --inline-max", ErrTooLarge, e.From, e.To, Human(e.SizeHint), Human(max))
+	case e.Pinned == Inline:
+		return Inline, "pinned", nil
+	case e.Pinned != "" && !p.Available[e.Pinned]:
+		return "", "", notRunning(e.From, e.To, e.Pinned)
+	case e.Pinned != "":
+		return e.Pinned, "pinned", nil
+	}
+	if e.SizeHint > 0 && e.SizeHint <= max {
+		return Inline, fmt.Sprintf("%s hint fits the inline limit %s", Human(e.SizeHint), Human(max)), nil
+	}
+	if !e.Overlap && p.Available[Ref] {
+		return Ref, "consumer needs its whole input first: buffered by reference so the producer is not held back", nil
+	}
+	if p.Available[Stream] {
+		if !e.Overlap {
+			return Stream, "consumer needs its whole input first, ref not running: streamed through fixed buffers", nil
+		}
+		return Stream, "producer and consumer overlap: streamed through fixed buffers", nil
+	}
+	if p.Available[Ref] {
+		return Ref, "stream not running: buffered by reference", nil
+	}
+	if e.SizeHint > max {
+		return "", "", fmt.Errorf("%w: edge %s→%s carries about %s (its size hint), over the inline limit %s, and neither stream nor ref runs here; raise --inline-max or run the stream or ref mechanism", ErrTooLarge, e.From, e.To, Human(e.SizeHint), Human(max))
+	}
+	return Inline, fmt.Sprintf("stream and ref not running: inline up to the limit %s", Human(max)), nil
 }
 
 func name(fn string) string {
