@@ -1,0 +1,319 @@
+package meta
+
+import (
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/clock"
+	"github.com/handoff-dev/handoff/store"
+	"github.com/handoff-dev/handoff/store/blocks"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func openDB(t *testing.T, path string, c clock.Clock) *DB {
+	t.Helper()
+	db, err := Open(path, Options{Clock: c, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func obj(bucket, key string, size int64) Object {
+	return Object{
+		ObjectInfo: store.ObjectInfo{Bucket: bucket, Key: key, Size: size, ETag: fmt.Sprintf("%x", md5.Sum([]byte(key)))},
+		Blocks:     []Block{{ID: blocks.NewID(), Size: size, CRC: 7}},
+	}
+}
+
+func TestPersistsAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	c := clock.NewFake(t0)
+	db := openDB(t, path, c)
+	if err := db.CreateBucket("photos"); err != nil {
+		t.Fatal(err)
+	}
+	o := obj("photos", "2026/cat.jpg", 5)
+	o.ContentType = "image/jpeg"
+	o.Meta = map[string]string{"owner": "ana"}
+	if _, _, err := db.PutObject(o); err != nil {
+		t.Fatal(err)
+	}
+	up, err := db.CreateUpload("photos", "big.bin", store.PutOptions{ContentType: "application/x-big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutPart("photos", "big.bin", up.ID, Part{PartInfo: store.PartInfo{Number: 1, Size: 3, ETag: "00112233445566778899aabbccddeeff"}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db = openDB(t, path, c)
+	bs, err := db.Buckets()
+	if err != nil || len(bs) != 1 || bs[0].Name != "photos" || !bs[0].Created.Equal(t0) {
+		t.Fatalf("buckets after reopen: %+v, %v", bs, err)
+	}
+	got, err := db.Object("photos", "2026/cat.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != 5 || got.ContentType != "image/jpeg" || got.Meta["owner"] != "ana" || got.Blocks[0] != o.Blocks[0] || !got.Modified.Equal(t0) {
+		t.Fatalf("object after reopen: %+v", got)
+	}
+	parts, err := db.Parts("photos", "big.bin", up.ID, store.ListPartsOptions{})
+	if err != nil || len(parts.Parts) != 1 || parts.Parts[0].Size != 3 {
+		t.Fatalf("parts after reopen: %+v, %v", parts, err)
+	}
+}
+
+func TestBucketRules(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	for _, bad := range []string{"ab", "Upper", "has_underscore", "-start", "end-", "a..b", "192.168.1.1", string(make([]byte, 64))} {
+		if err := db.CreateBucket(bad); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("CreateBucket(%q): %v", bad, err)
+		}
+	}
+	if err := db.CreateBucket("b-1.x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateBucket("b-1.x"); !errors.Is(err, store.ErrBucketExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if _, _, err := db.PutObject(obj("b-1.x", "k", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteBucket("b-1.x"); !errors.Is(err, store.ErrBucketNotEmpty) {
+		t.Fatalf("delete of a bucket with objects: %v", err)
+	}
+	if _, err := db.DeleteObject("b-1.x", "k"); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := db.CreateUpload("b-1.x", "k", store.PutOptions{})
+	if err := db.DeleteBucket("b-1.x"); !errors.Is(err, store.ErrBucketNotEmpty) {
+		t.Fatalf("delete of a bucket with an upload: %v", err)
+	}
+	db.AbortUpload("b-1.x", "k", up.ID)
+	if err := db.DeleteBucket("b-1.x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Bucket("b-1.x"); !errors.Is(err, store.ErrNoSuchBucket) {
+		t.Fatalf("deleted bucket: %v", err)
+	}
+	if _, _, err := db.PutObject(obj("nobucket", "k", 1)); !errors.Is(err, store.ErrNoSuchBucket) {
+		t.Fatalf("put into absent bucket: %v", err)
+	}
+}
+
+func TestReplaceReturnsOldBlocks(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	db.CreateBucket("bkt")
+	a := obj("bkt", "k", 1)
+	db.PutObject(a)
+	_, old, err := db.PutObject(obj("bkt", "k", 2))
+	if err != nil || len(old) != 1 || old[0] != a.Blocks[0] {
+		t.Fatalf("replace returned %v, %v", old, err)
+	}
+}
+
+func keys(res store.ListResult) []string {
+	var out []string
+	for _, o := range res.Objects {
+		out = append(out, o.Key)
+	}
+	for _, p := range res.CommonPrefixes {
+		out = append(out, p+"/")
+	}
+	return out
+}
+
+func TestList(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	db.CreateBucket("bkt")
+	all := []string{"a", "b/1", "b/2", "b/3/x", "c", "d/1", "é"}
+	for _, k := range all {
+		if _, _, err := db.PutObject(obj("bkt", k, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(o store.ListOptions) store.ListResult {
+		t.Helper()
+		res, err := db.List("bkt", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+
+	if got := keys(list(store.ListOptions{})); !slices.Equal(got, all) {
+		t.Fatalf("all: %v", got)
+	}
+	res := list(store.ListOptions{Delimiter: "/"})
+	if !slices.Equal(keys(res), []string{"a", "c", "é", "b//", "d//"}) {
+		t.Fatalf("delimited: %v", keys(res))
+	}
+	res = list(store.ListOptions{Prefix: "b/", Delimiter: "/"})
+	if !slices.Equal(keys(res), []string{"b/1", "b/2", "b/3//"}) {
+		t.Fatalf("prefix b/: %v", keys(res))
+	}
+	if res = list(store.ListOptions{After: "b/2"}); !slices.Equal(keys(res), all[3:]) {
+		t.Fatalf("after b/2: %v", keys(res))
+	}
+
+	// Page through with delimiter, two at a time: every entry exactly once.
+	var paged []string
+	after := ""
+	for range 10 {
+		res := list(store.ListOptions{Delimiter: "/", Max: 2, After: after})
+		for _, o := range res.Objects {
+			paged = append(paged, o.Key)
+		}
+		paged = append(paged, res.CommonPrefixes...)
+		if !res.Truncated {
+			break
+		}
+		after = res.Next
+	}
+	slices.Sort(paged)
+	if want := []string{"a", "b/", "c", "d/", "é"}; !slices.Equal(paged, want) {
+		t.Fatalf("paged: %v, want %v", paged, want)
+	}
+
+	res = list(store.ListOptions{Max: 7})
+	if res.Truncated || res.Next != "" {
+		t.Fatalf("exactly max entries reported truncated: %+v", res)
+	}
+	res = list(store.ListOptions{Max: 6})
+	if !res.Truncated || res.Next != "d/1" {
+		t.Fatalf("max 6: truncated %v next %q", res.Truncated, res.Next)
+	}
+	if _, err := db.List("nope", store.ListOptions{}); !errors.Is(err, store.ErrNoSuchBucket) {
+		t.Fatalf("list absent bucket: %v", err)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	c := clock.NewFake(t0)
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), c)
+	db.CreateBucket("bkt")
+	short := obj("bkt", "short", 1)
+	short.Expires = t0.Add(time.Minute)
+	long := obj("bkt", "long", 1)
+	long.Expires = t0.Add(time.Hour)
+	db.PutObject(short)
+	db.PutObject(long)
+	db.PutObject(obj("bkt", "forever", 1))
+
+	c.Advance(time.Minute)
+	if _, err := db.Object("bkt", "short"); !errors.Is(err, store.ErrNoSuchKey) {
+		t.Fatalf("expired object: %v", err)
+	}
+	if res, _ := db.List("bkt", store.ListOptions{}); !slices.Equal(keys(res), []string{"forever", "long"}) {
+		t.Fatalf("list hides expired: %v", keys(res))
+	}
+	freed, n, err := db.DeleteExpired(100)
+	if err != nil || n != 1 || len(freed) != 1 || freed[0] != short.Blocks[0] {
+		t.Fatalf("sweep: %v %d %v", freed, n, err)
+	}
+	// Replacing an object drops its old expiry.
+	db.PutObject(obj("bkt", "long", 1))
+	c.Advance(2 * time.Hour)
+	if _, n, _ := db.DeleteExpired(100); n != 0 {
+		t.Fatalf("swept %d objects after their expiry was replaced", n)
+	}
+	if _, err := db.Object("bkt", "long"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCompleteUpload(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	db.CreateBucket("bkt")
+	up, err := db.CreateUpload("bkt", "big", store.PutOptions{ContentType: "text/plain", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []byte
+	parts := map[int]Part{}
+	for n := 1; n <= 3; n++ {
+		sum := md5.Sum([]byte{byte(n)})
+		p := Part{PartInfo: store.PartInfo{Number: n, Size: int64(10 * n), ETag: fmt.Sprintf("%x", sum)}, Blocks: []Block{{ID: blocks.NewID(), Size: int64(10 * n)}}}
+		parts[n] = p
+		if _, err := db.PutPart("bkt", "big", up.ID, p); err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 {
+			sums = append(sums, sum[:]...)
+		}
+	}
+	if _, err := db.PutPart("bkt", "big", up.ID, Part{PartInfo: store.PartInfo{Number: 10001}}); !errors.Is(err, store.ErrInvalidPart) {
+		t.Fatalf("part 10001: %v", err)
+	}
+	if _, err := db.PutPart("bkt", "other", up.ID, parts[1]); !errors.Is(err, store.ErrNoSuchUpload) {
+		t.Fatalf("part for another key: %v", err)
+	}
+
+	bad := [][]store.CompletePart{
+		{{Number: 3, ETag: parts[3].ETag}, {Number: 1, ETag: parts[1].ETag}},
+		{{Number: 1, ETag: "deadbeef"}},
+		{{Number: 4, ETag: parts[1].ETag}},
+		{{Number: 1, ETag: parts[1].ETag}, {Number: 3, ETag: parts[3].ETag}}, // part 1 under minPart 15
+	}
+	for i, list := range bad {
+		if _, _, err := db.CompleteUpload("bkt", "big", up.ID, list, 15); err == nil {
+			t.Errorf("bad list %d accepted", i)
+		}
+	}
+
+	o, freed, err := db.CompleteUpload("bkt", "big", up.ID,
+		[]store.CompletePart{{Number: 1, ETag: `"` + parts[1].ETag + `"`}, {Number: 3, ETag: parts[3].ETag}}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%x-2", md5.Sum(sums)); o.ETag != want {
+		t.Fatalf("ETag %s, want %s", o.ETag, want)
+	}
+	if o.Size != 40 || len(o.Blocks) != 2 || o.ContentType != "text/plain" || !o.Expires.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("object %+v", o)
+	}
+	if len(freed) != 1 || freed[0] != parts[2].Blocks[0] {
+		t.Fatalf("freed %v, want part 2's block", freed)
+	}
+	if _, err := db.Upload("bkt", "big", up.ID); !errors.Is(err, store.ErrNoSuchUpload) {
+		t.Fatalf("upload after complete: %v", err)
+	}
+	if ups, _ := db.Uploads(); len(ups) != 0 {
+		t.Fatalf("uploads left: %v", ups)
+	}
+}
+
+func TestListParts(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	db.CreateBucket("bkt")
+	up, _ := db.CreateUpload("bkt", "k", store.PutOptions{})
+	for _, n := range []int{5, 1, 3} {
+		db.PutPart("bkt", "k", up.ID, Part{PartInfo: store.PartInfo{Number: n, ETag: "x"}})
+	}
+	res, err := db.Parts("bkt", "k", up.ID, store.ListPartsOptions{Max: 2})
+	if err != nil || len(res.Parts) != 2 || res.Parts[0].Number != 1 || res.Parts[1].Number != 3 || !res.Truncated || res.Next != 3 {
+		t.Fatalf("page 1: %+v, %v", res, err)
+	}
+	res, _ = db.Parts("bkt", "k", up.ID, store.ListPartsOptions{After: res.Next})
+	if len(res.Parts) != 1 || res.Parts[0].Number != 5 || res.Truncated {
+		t.Fatalf("page 2: %+v", res)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "m.db"), clock.NewFake(t0))
+	db.Close()
+	if err := db.CreateBucket("bkt"); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
