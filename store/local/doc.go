@@ -1,0 +1,28 @@
+// Package local is the store.Backend of a single node agent: metadata in
+// a bbolt database (package meta), bytes in the node's block tier (package
+// blocks), memory first and spill files second.
+//
+// A Put cuts the body into blocks of Config.BlockSize (1 MiB by default)
+// as it arrives, hashing it with MD5 for the ETag, and records the object
+// only once every block is stored: a failed or short body leaves nothing
+// behind, and a replaced object's blocks are freed after the new one is
+// recorded. A Get streams the blocks of the selected range, each checked
+// against its CRC-32C before any of its bytes leave; a reader pins its
+// blocks, so a concurrent delete or replace frees them only when the
+// reader closes.
+//
+// Metadata outlives the node agent, blocks do not: Open drops the objects
+// whose blocks are gone and the unfinished uploads, and keeps the
+// buckets. Objects with a TTL are invisible from their expiry on and their
+// blocks are freed by the next Sweep (every second on the real clock).
+//
+// # Usage
+//
+//	s, err := local.Open(local.Config{
+//		Dir:      filepath.Join(dataDir, "store"),
+//		Memory:   4 << 30,
+//		SpillDir: filepath.Join(dataDir, "spill"),
+//	})
+//	defer s.Close()
+//	http.Handle("/", s3api.New(s3api.Config{Backend: s, ...}))
+package local

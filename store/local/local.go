@@ -1,0 +1,496 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/clock"
+	"github.com/handoff-dev/handoff/store"
+	"github.com/handoff-dev/handoff/store/blocks"
+	"github.com/handoff-dev/handoff/store/meta"
+)
+
+// Config sets up a Store.
+type Config struct {
+	// Dir holds the metadata database (store.db). Required; created if
+	// absent.
+	Dir string
+	// Memory is the memory tier's budget in bytes. Required, > 0.
+	Memory int64
+	// SpillDir is the disk tier's directory; empty: no disk tier, and a
+	// full memory tier refuses writes with store.ErrQuota.
+	SpillDir string
+	// Disk is the disk tier's budget in bytes; 0: no limit but the disk.
+	Disk int64
+	// BlockSize is the size objects are cut into; 0 means 1 MiB.
+	BlockSize int
+	// MaxPut is the largest body of one Put or UploadPart; larger ones
+	// fail with store.ErrTooLarge. 0 means 5 GiB, as S3.
+	MaxPut int64
+	// MinPartSize is the smallest part but the last of a multipart
+	// upload; 0 means 5 MiB, as S3.
+	MinPartSize int64
+	// SyncMeta fsyncs every metadata write. Off by default: the blocks
+	// the metadata points at live in memory and do not survive the
+	// machine either; see meta.Options.NoSync.
+	SyncMeta bool
+	// Clock stamps objects and runs out TTLs. Default clock.Real{}, with
+	// which the store sweeps expired objects every second; with any other
+	// clock only Sweep does (expired objects are invisible at once
+	// either way).
+	Clock clock.Clock
+}
+
+// sweepEvery is how often the store frees expired objects with a real
+// clock. They are unreadable from their expiry on; the sweep only gives
+// their memory back.
+const sweepEvery = time.Second
+
+// Store is the store.Backend of one node agent: metadata in a meta.DB,
+// bytes in a blocks.Store. It is safe for concurrent use.
+type Store struct {
+	cfg    Config // defaults filled in; read-only after Open
+	meta   *meta.DB
+	blocks *blocks.Store
+	stop   chan struct{}
+	swept  sync.WaitGroup
+
+	// mu guards the pins: blocks that open readers use, and blocks freed
+	// while pinned, which are dropped when their last reader closes.
+	// Blocks are deleted under mu, so a reader that pins a block and then
+	// finds it held keeps it until it unpins. Lock order: mu, then the
+	// block tier's own lock; mu is never held while calling meta or
+	// copying bytes.
+	mu     sync.Mutex
+	pins   map[blocks.ID]int
+	doomed map[blocks.ID]bool
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open opens the node's store. Metadata persists in cfg.Dir; blocks do
+// not survive a restart, so Open drops the objects and uploads whose
+// blocks are gone (all of them, after a restart of the node agent) and
+// keeps the buckets.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: Config.Dir is empty; name a directory for the store's metadata", store.ErrInvalidArgument)
+	}
+	if cfg.BlockSize <= 0 {
+		cfg.BlockSize = blocks.DefaultSize
+	}
+	if cfg.MaxPut <= 0 {
+		cfg.MaxPut = 5 << 30
+	}
+	if cfg.MinPartSize <= 0 {
+		cfg.MinPartSize = store.MinPartSize
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	bs, err := blocks.New(blocks.Config{Memory: cfg.Memory, SpillDir: cfg.SpillDir, Disk: cfg.Disk, MaxBlock: cfg.BlockSize})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", store.ErrInvalidArgument, err)
+	}
+	db, err := meta.Open(filepath.Join(cfg.Dir, "store.db"), meta.Options{Clock: cfg.Clock, NoSync: !cfg.SyncMeta})
+	if err != nil {
+		bs.Close()
+		return nil, err
+	}
+	s := &Store{
+		cfg: cfg, meta: db, blocks: bs, stop: make(chan struct{}),
+		pins: make(map[blocks.ID]int), doomed: make(map[blocks.ID]bool),
+	}
+	if err := s.dropLost(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if _, real := cfg.Clock.(clock.Real); real {
+		s.swept.Add(1)
+		go s.sweepLoop()
+	}
+	return s, nil
+}
+
+// dropLost deletes the objects with a block the block tier does not
+// hold, and aborts every upload (a fresh block tier holds no parts).
+func (s *Store) dropLost() error {
+	type ref struct{ bucket, key string }
+	var lost []ref
+	err := s.meta.ForEachObject(func(o meta.Object) error {
+		for _, b := range o.Blocks {
+			if !s.blocks.Has(b.ID) {
+				lost = append(lost, ref{o.Bucket, o.Key})
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range lost {
+		if _, err := s.meta.DeleteObject(r.bucket, r.key); err != nil {
+			return err
+		}
+	}
+	ups, err := s.meta.Uploads()
+	if err != nil {
+		return err
+	}
+	for _, u := range ups {
+		freed, err := s.meta.AbortUpload(u.Bucket, u.Key, u.ID)
+		if err != nil {
+			return err
+		}
+		s.free(freed)
+	}
+	return nil
+}
+
+func (s *Store) sweepLoop() {
+	defer s.swept.Done()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.Sweep()
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// Sweep deletes the objects whose TTL has run out and frees their blocks.
+// It returns how many objects it deleted.
+func (s *Store) Sweep() (int, error) {
+	total := 0
+	for {
+		freed, n, err := s.meta.DeleteExpired(1000)
+		s.free(freed)
+		total += n
+		if err != nil || n < 1000 {
+			return total, err
+		}
+	}
+}
+
+// Stats returns the block tier's gauges and counters.
+func (s *Store) Stats() blocks.Stats { return s.blocks.Stats() }
+
+// Close stops the sweeper and closes the metadata and the block tier,
+// dropping every block.
+func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+		return store.ErrClosed
+	default:
+	}
+	close(s.stop)
+	s.swept.Wait()
+	err := s.meta.Close()
+	s.blocks.Close()
+	return err
+}
+
+func (s *Store) CreateBucket(ctx context.Context, name string) error {
+	return s.meta.CreateBucket(name)
+}
+
+func (s *Store) DeleteBucket(ctx context.Context, name string) error {
+	// Expired objects not yet swept would keep the bucket "not empty".
+	if _, err := s.Sweep(); err != nil {
+		return err
+	}
+	return s.meta.DeleteBucket(name)
+}
+
+func (s *Store) HeadBucket(ctx context.Context, name string) (store.BucketInfo, error) {
+	return s.meta.Bucket(name)
+}
+
+func (s *Store) ListBuckets(ctx context.Context) ([]store.BucketInfo, error) {
+	return s.meta.Buckets()
+}
+
+// written is the result of writing a body into blocks.
+type written struct {
+	blocks []meta.Block
+	size   int64
+	md5    []byte
+}
+
+// writeBlocks cuts r into blocks and puts them in the block tier. On any
+// failure it frees what it put and returns the error; nothing is kept.
+func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte) (w written, err error) {
+	if size > s.cfg.MaxPut {
+		return w, fmt.Errorf("%w: %d bytes, over the limit of %d", store.ErrTooLarge, size, s.cfg.MaxPut)
+	}
+	if size < -1 {
+		return w, fmt.Errorf("%w: size %d; use -1 for unknown", store.ErrInvalidArgument, size)
+	}
+	defer func() {
+		if err != nil {
+			s.free(w.blocks)
+			w = written{}
+		}
+	}()
+	limit := s.cfg.MaxPut + 1
+	if size >= 0 {
+		limit = size + 1
+	}
+	r = io.LimitReader(r, limit)
+	h := md5.New()
+	bufSize := s.cfg.BlockSize
+	if size >= 0 && size < int64(bufSize) {
+		bufSize = int(size) + 1 // room to see a body longer than declared
+	}
+	buf := make([]byte, bufSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return w, err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			kept, err := s.putBlock(&w, h, buf[:n])
+			if err != nil {
+				return w, err
+			}
+			if kept {
+				buf = make([]byte, len(buf))
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return w, rerr
+		}
+	}
+	switch {
+	case size >= 0 && w.size != size:
+		return w, fmt.Errorf("%w: got %d bytes or more, declared %d", store.ErrIncompleteBody, w.size, size)
+	case w.size > s.cfg.MaxPut:
+		return w, fmt.Errorf("%w: over the limit of %d bytes", store.ErrTooLarge, s.cfg.MaxPut)
+	}
+	w.md5 = h.Sum(nil)
+	if wantMD5 != nil && !bytes.Equal(w.md5, wantMD5) {
+		return w, fmt.Errorf("%w: body MD5 %x, declared %x", store.ErrBadDigest, w.md5, wantMD5)
+	}
+	return w, nil
+}
+
+// putBlock hashes data and puts it in the block tier as a new block, and
+// says whether the tier kept data itself (then the caller needs a new
+// buffer). A short block that would pin a much larger buffer is copied
+// first, so the memory tier holds what it accounts for.
+func (s *Store) putBlock(w *written, h hash.Hash, data []byte) (kept bool, err error) {
+	h.Write(data)
+	if slack := cap(data) - len(data); slack > len(data)/8+64 {
+		data = bytes.Clone(data)
+		kept = false
+	} else {
+		data = data[:len(data):len(data)]
+		kept = true
+	}
+	id := blocks.NewID()
+	info, err := s.blocks.Put(id, data)
+	if err != nil {
+		if errors.Is(err, blocks.ErrFull) {
+			return false, fmt.Errorf("%w: %v", store.ErrQuota, err)
+		}
+		return false, fmt.Errorf("store: %w", err)
+	}
+	w.blocks = append(w.blocks, meta.Block{ID: id, Size: int64(info.Size), CRC: info.Checksum})
+	w.size += int64(info.Size)
+	return kept && !info.Spilled, nil
+}
+
+// free deletes blocks no object refers to any more; those an open reader
+// uses go when it closes.
+func (s *Store) free(bl []meta.Block) {
+	if len(bl) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range bl {
+		if s.pins[b.ID] > 0 {
+			s.doomed[b.ID] = true
+			continue
+		}
+		s.blocks.Delete(b.ID) // ErrNotFound: already gone with a lost node
+	}
+}
+
+// pin marks blocks in use by a reader and reports whether the block tier
+// still holds them all; when not, it unpins them again.
+func (s *Store) pin(bl []meta.Block) bool {
+	s.mu.Lock()
+	for _, b := range bl {
+		s.pins[b.ID]++
+	}
+	s.mu.Unlock()
+	for _, b := range bl {
+		if !s.blocks.Has(b.ID) {
+			s.unpin(bl)
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) unpin(bl []meta.Block) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range bl {
+		s.pins[b.ID]--
+		if s.pins[b.ID] > 0 {
+			continue
+		}
+		delete(s.pins, b.ID)
+		if s.doomed[b.ID] {
+			delete(s.doomed, b.ID)
+			s.blocks.Delete(b.ID)
+		}
+	}
+}
+
+func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts store.PutOptions) (store.ObjectInfo, error) {
+	if err := store.CheckKey(key); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	if _, err := s.meta.Bucket(bucket); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	if opts.TTL < 0 {
+		return store.ObjectInfo{}, fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
+	}
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	now := s.cfg.Clock.Now()
+	o := meta.Object{
+		ObjectInfo: store.ObjectInfo{
+			Bucket: bucket, Key: key, Size: w.size, ETag: hex.EncodeToString(w.md5), Modified: now,
+			ContentType: opts.ContentType, Meta: opts.Meta,
+		},
+		Blocks: w.blocks,
+	}
+	if opts.TTL > 0 {
+		o.Expires = now.Add(opts.TTL)
+	}
+	o, old, err := s.meta.PutObject(o)
+	if err != nil {
+		s.free(w.blocks)
+		return store.ObjectInfo{}, err
+	}
+	s.free(old)
+	return o.ObjectInfo, nil
+}
+
+func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {
+	o, err := s.meta.Object(bucket, key)
+	return o.ObjectInfo, err
+}
+
+func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (*store.Object, error) {
+	for range 3 {
+		o, err := s.meta.Object(bucket, key)
+		if err != nil {
+			return nil, err
+		}
+		off, n := int64(0), o.Size
+		if rng != nil {
+			if off, n, err = rng.Resolve(o.Size); err != nil {
+				return nil, err
+			}
+		}
+		if !s.pin(o.Blocks) {
+			// Replaced or deleted since the lookup, or lost: look again.
+			continue
+		}
+		rd := &reader{s: s, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		return &store.Object{Info: o.ObjectInfo, Offset: off, Length: n, Body: rd}, nil
+	}
+	return nil, fmt.Errorf("%w: %s/%s", store.ErrLost, bucket, key)
+}
+
+func (s *Store) Delete(ctx context.Context, bucket, key string) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
+	old, err := s.meta.DeleteObject(bucket, key)
+	s.free(old)
+	return err
+}
+
+func (s *Store) List(ctx context.Context, bucket string, opts store.ListOptions) (store.ListResult, error) {
+	return s.meta.List(bucket, opts)
+}
+
+func (s *Store) CreateUpload(ctx context.Context, bucket, key string, opts store.PutOptions) (string, error) {
+	if opts.TTL < 0 {
+		return "", fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
+	}
+	u, err := s.meta.CreateUpload(bucket, key, opts)
+	return u.ID, err
+}
+
+func (s *Store) UploadPart(ctx context.Context, bucket, key, uploadID string, part int, r io.Reader, size int64, opts store.PartOptions) (store.PartInfo, error) {
+	if part < 1 || part > store.MaxParts {
+		return store.PartInfo{}, fmt.Errorf("%w: part number %d is outside 1 to %d", store.ErrInvalidPart, part, store.MaxParts)
+	}
+	if _, err := s.meta.Upload(bucket, key, uploadID); err != nil {
+		return store.PartInfo{}, err
+	}
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5)
+	if err != nil {
+		return store.PartInfo{}, err
+	}
+	p := meta.Part{
+		PartInfo: store.PartInfo{Number: part, Size: w.size, ETag: hex.EncodeToString(w.md5), Modified: s.cfg.Clock.Now().UTC().Round(0)},
+		Blocks:   w.blocks,
+	}
+	old, err := s.meta.PutPart(bucket, key, uploadID, p)
+	if err != nil {
+		s.free(w.blocks)
+		return store.PartInfo{}, err
+	}
+	s.free(old)
+	return p.PartInfo, nil
+}
+
+func (s *Store) CompleteUpload(ctx context.Context, bucket, key, uploadID string, parts []store.CompletePart) (store.ObjectInfo, error) {
+	o, freed, err := s.meta.CompleteUpload(bucket, key, uploadID, parts, s.cfg.MinPartSize)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	s.free(freed)
+	return o.ObjectInfo, nil
+}
+
+func (s *Store) AbortUpload(ctx context.Context, bucket, key, uploadID string) error {
+	freed, err := s.meta.AbortUpload(bucket, key, uploadID)
+	s.free(freed)
+	return err
+}
+
+func (s *Store) ListParts(ctx context.Context, bucket, key, uploadID string, opts store.ListPartsOptions) (store.ListPartsResult, error) {
+	return s.meta.Parts(bucket, key, uploadID, opts)
+}
