@@ -54,8 +54,11 @@ type Config struct {
 	NodeTimeout time.Duration
 	// DrainTimeout bounds the drain of in-flight requests on shutdown (default 30s).
 	DrainTimeout time.Duration
-	Clock        clock.Clock
-	Logger       *slog.Logger
+	// RunSlots is how many workflow tasks one node agent hosts in one run
+	// (default DefaultRunSlots).
+	RunSlots int
+	Clock    clock.Clock
+	Logger   *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -82,6 +85,9 @@ func (c *Config) defaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.RunSlots <= 0 {
+		c.RunSlots = DefaultRunSlots
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
@@ -111,6 +117,9 @@ type Server struct {
 	mu    sync.Mutex
 	funcs map[string]*function
 	nodes map[string]*nodeState
+
+	runsMu sync.Mutex // guards runs; never held with mu
+	runs   map[string]*runState
 }
 
 // function is a deployed function and its runtime state.
@@ -163,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 		asyncCh: make(chan struct{}, 1),
 		funcs:   make(map[string]*function),
 		nodes:   make(map[string]*nodeState),
+		runs:    make(map[string]*runState),
 	}
 	s.metrics = newMetrics(s)
 	stored, err := db.Functions()

@@ -38,6 +38,11 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/functions/{name}", s.adminOnly(s.handleRemove))
 	mux.HandleFunc("GET /v1/status", s.adminOnly(s.handleStatus))
 	mux.HandleFunc("GET /v1/logs/{name}", s.adminOnly(s.handleLogs))
+	// Workflows run code on the nodes too: the admin token again.
+	mux.HandleFunc("PUT /v1/workflows/{name}", s.adminOnly(s.handlePutWorkflow))
+	mux.HandleFunc("POST /workflows/{name}/runs", s.adminOnly(s.handleStartRun))
+	mux.HandleFunc("GET /workflows/{name}/runs/{id}", s.adminOnly(s.handleGetRun))
+	mux.HandleFunc("DELETE /workflows/{name}/runs/{id}", s.adminOnly(s.handleCancelRun))
 	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
 	mux.HandleFunc("GET /v1/nodes/functions/{name}", s.nodeOnly(s.handleStartRequest))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })

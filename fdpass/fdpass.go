@@ -28,7 +28,9 @@ var ErrMalformed = errors.New("fdpass: malformed message")
 // Request is what an instance asks of its node agent.
 type Request struct {
 	// Op is "put" (a sealed-ready memfd is attached: keep it, return a
-	// reference) or "get" (return the payload of Ref as a descriptor).
+	// reference), "get" (return the payload of Ref as a descriptor),
+	// "task" (describe the workflow task of Ticket) or "port" (return the
+	// end of part Part of the task's port Port, Dir "in" or "out").
 	Op string `json:"op"`
 	// Ref is the reference to get.
 	Ref string `json:"ref,omitempty"`
@@ -45,6 +47,12 @@ type Request struct {
 	Readers   []string `json:"readers,omitempty"`
 	Reads     uint32   `json:"reads,omitempty"`
 	TTLMillis int64    `json:"ttlMs,omitempty"`
+
+	// Ticket, Dir, Port and Part name a workflow task's port end.
+	Ticket string `json:"ticket,omitempty"`
+	Dir    string `json:"dir,omitempty"`
+	Port   string `json:"port,omitempty"`
+	Part   int    `json:"part,omitempty"`
 }
 
 // Response answers a Request. On success Error is empty; a get's response
@@ -57,6 +65,8 @@ type Response struct {
 	Expires  int64  `json:"expires,omitempty"`  // Unix seconds
 	Code     string `json:"code,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Info answers a "task": the task's description (node.StageInfo).
+	Info json.RawMessage `json:"info,omitempty"`
 }
 
 // Send writes msg as one message, with f's descriptor attached when f is

@@ -89,7 +89,7 @@ func (a *Agent) instanceAPI(fn, instance string) (path, fdPath string, stop func
 	if err != nil {
 		return "", "", nil, fmt.Errorf("local API socket for %s: %w", fn, err)
 	}
-	stopFD, err := a.fdSocket(fdPath, fn)
+	stopFD, err := a.fdSocket(fdPath, fn, instance)
 	if err != nil {
 		ln.Close()
 		return "", "", nil, err

@@ -71,7 +71,7 @@ func (a *Agent) handleGetRef(w http.ResponseWriter, r *http.Request, caller stri
 // a seqpacket socket of its own (package fdpass): "put" adopts a memfd the
 // instance filled, "get" hands the instance a descriptor of a payload. Same
 // node, no copy: 1 GiB changes hands in microseconds.
-func (a *Agent) fdSocket(path, caller string) (stop func(), err error) {
+func (a *Agent) fdSocket(path, caller, instance string) (stop func(), err error) {
 	_ = os.Remove(path)
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
@@ -83,13 +83,13 @@ func (a *Agent) fdSocket(path, caller string) (stop func(), err error) {
 			if err != nil {
 				return
 			}
-			go a.serveFD(c, caller)
+			go a.serveFD(c, caller, instance)
 		}
 	}()
 	return func() { ln.Close(); os.Remove(path) }, nil
 }
 
-func (a *Agent) serveFD(c *net.UnixConn, caller string) {
+func (a *Agent) serveFD(c *net.UnixConn, caller, instance string) {
 	defer c.Close()
 	for {
 		var req fdpass.Request
@@ -100,7 +100,16 @@ func (a *Agent) serveFD(c *net.UnixConn, caller string) {
 			}
 			return
 		}
-		resp, out := a.fdRequest(req, f, caller)
+		var resp fdpass.Response
+		var out *os.File
+		if req.Op == "task" || req.Op == "port" {
+			if f != nil {
+				f.Close()
+			}
+			resp, out = a.runs.fdRequest(req, instance)
+		} else {
+			resp, out = a.fdRequest(req, f, caller)
+		}
 		err = fdpass.Send(c, resp, out)
 		if out != nil {
 			out.Close()

@@ -117,6 +117,8 @@ type Agent struct {
 	policy  xfer.Policy
 	refs    *refpass.Service // nil when buffers cannot be made here
 	leases  *leaser
+	runs    *runs
+	link    *peerlink.Client // streams to other members; nil without a cluster identity
 	member  *pki.Member     // the cluster identity, nil without Config.TLS
 	holder  string          // the holder name in references this agent signs
 	ctx     context.Context // done when Run stops
@@ -170,6 +172,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.leases = l
+	a.runs = newRuns(a)
+	if a.member != nil {
+		a.link = &peerlink.Client{TLS: a.member.ClientConfig(""), Clear: !cfg.PeerEncrypt}
+	}
 	return a, nil
 }
 
@@ -239,6 +245,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var peer *peerlink.Server
 	if a.peerLn != nil {
 		peer = a.refs.Server(!a.cfg.PeerEncrypt)
+		peer.Streams = a.runs
 		go func() { errc <- peer.Serve(a.peerLn) }()
 	}
 	stopSweep := a.sweepBuffers()
@@ -310,6 +317,7 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/logs/{function}", a.handleLogs)
 	// The gateway stores uploads over the inline limit here (issuer "client").
 	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, "") })
+	a.runs.routes(mux)
 	leaseMux := http.NewServeMux()
 	a.leases.routes(leaseMux)
 	metricsH := a.metrics.handler()

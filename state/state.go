@@ -47,10 +47,13 @@ var (
 	bucketRunning     = []byte("running")
 	bucketDone        = []byte("done")
 	bucketCounts      = []byte("counts")
+	bucketWorkflows   = []byte("workflows")
+	bucketRuns        = []byte("runs")
 
 	allBuckets = [][]byte{
 		bucketFunctions, bucketInvocations, bucketInputs, bucketOutputs,
 		bucketQueue, bucketRunning, bucketDone, bucketCounts,
+		bucketWorkflows, bucketRuns,
 	}
 )
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -49,6 +50,19 @@ func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(Error{Code: code, Error: msg})
+}
+
+// ParseError reads an error body written by WriteError (or any body):
+// its code, and its message (the body itself, or fallback when empty).
+func ParseError(body []byte, fallback string) (code, msg string) {
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return e.Code, e.Error
+	}
+	if s := strings.TrimSpace(string(body)); s != "" {
+		return "", s
+	}
+	return "", fallback
 }
 
 // WriteJSON replies 200 (or status) with v encoded as JSON.
