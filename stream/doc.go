@@ -1,0 +1,48 @@
+// Package stream carries one producer→consumer byte stream of a workflow
+// edge (proactive streaming, after Floki): a framed, checksummed byte stream
+// over a kernel pipe on one node, or over a TCP socket between node agents.
+//
+// The producer wraps its end in a Writer and the consumer its end in a
+// Reader. Data goes in frames of up to DefaultFrame bytes; Close ends the
+// stream with a trailer holding the byte count and CRC-32C of all data, so
+// the consumer can tell a finished stream from one whose producer died:
+// Reader returns io.EOF only after a trailer that matches what arrived, and
+// ErrTruncated, ErrMismatch, ErrAborted or ErrMalformed otherwise. Partial
+// data is never passed off as complete.
+//
+// Node agents set up the channel before the producer writes: Pipe makes a
+// pipe with a large buffer (backpressure without copies through user
+// space), and Relay moves a pipe into a TCP socket and back with splice(2).
+// Partitioner spreads records over several streams (hash or round robin) for
+// fan-out edges; PartOf is the hash every process shares.
+//
+// # Wire format
+//
+// All integers are big-endian; docs/stream-format.md is the contract.
+//
+//	header:  "HFS" version(1 byte, 1)
+//	frames:  u32 word, then
+//	         word 1..MaxFrame  data of that many bytes
+//	         word 0xFFFFFFFF   trailer: u64 count, u32 CRC-32C of all data; then end of stream
+//	         word 0xFFFFFFFE   abort: u16 len, reason (at most MaxReason bytes)
+//
+// Any other word is malformed, as is any byte after the trailer.
+//
+// # Usage
+//
+// Producer:
+//
+//	w := stream.NewWriter(pipe)
+//	if _, err := io.Copy(w, src); err != nil {
+//		w.Abort(err.Error())
+//		return err
+//	}
+//	return w.Close() // then close pipe
+//
+// Consumer:
+//
+//	r := stream.NewReader(pipe)
+//	if _, err := io.Copy(dst, r); err != nil {
+//		return err // the data in dst is incomplete
+//	}
+package stream
