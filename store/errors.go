@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error a Backend returns wraps one of them (or a
 // context error), so callers branch with errors.Is: the S3 API maps each
@@ -29,6 +32,13 @@ var (
 	// and ending with a letter or digit, not an IP address) or a key is
 	// empty, longer than 1024 bytes or not valid UTF-8.
 	ErrInvalidName = errors.New("store: invalid name; buckets: 3-63 lowercase letters, digits, '.', '-'; keys: 1-1024 bytes of UTF-8")
+
+	// ErrInvalidBucketName wraps ErrInvalidName for a bucket name that
+	// breaks S3's rules.
+	ErrInvalidBucketName = fmt.Errorf("%w (bucket)", ErrInvalidName)
+
+	// ErrInvalidKey wraps ErrInvalidName for an invalid object key.
+	ErrInvalidKey = fmt.Errorf("%w (key)", ErrInvalidName)
 
 	// ErrInvalidRange means a byte range does not overlap the object: it
 	// starts at or past the end, or is malformed. Ask for a range that

@@ -14,10 +14,10 @@ const MaxKeyLen = 1024
 // hyphens; a letter or digit at each end; no two adjacent dots; not shaped
 // like an IPv4 address. Such names are also safe as DNS labels, so
 // virtual-host style addressing works for every bucket. The error wraps
-// ErrInvalidName and says which rule failed.
+// ErrInvalidBucketName (and so ErrInvalidName) and says which rule failed.
 func CheckBucketName(name string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%w: bucket %q %s", ErrInvalidName, name, why)
+		return fmt.Errorf("%w: bucket %q %s", ErrInvalidBucketName, name, why)
 	}
 	if len(name) < 3 || len(name) > 63 {
 		return bad("must be 3 to 63 characters long")
@@ -46,15 +46,15 @@ func CheckBucketName(name string) error {
 // CheckKey reports whether key is a valid object key: 1 to MaxKeyLen bytes
 // of valid UTF-8. S3 allows any such key, slashes, spaces and control
 // characters included; the store does too. The error wraps
-// ErrInvalidName.
+// ErrInvalidKey (and so ErrInvalidName).
 func CheckKey(key string) error {
 	switch {
 	case key == "":
-		return fmt.Errorf("%w: empty object key", ErrInvalidName)
+		return fmt.Errorf("%w: empty object key", ErrInvalidKey)
 	case len(key) > MaxKeyLen:
-		return fmt.Errorf("%w: object key is %d bytes, over the limit of %d", ErrInvalidName, len(key), MaxKeyLen)
+		return fmt.Errorf("%w: object key is %d bytes, over the limit of %d", ErrInvalidKey, len(key), MaxKeyLen)
 	case !utf8.ValidString(key):
-		return fmt.Errorf("%w: object key is not valid UTF-8", ErrInvalidName)
+		return fmt.Errorf("%w: object key is not valid UTF-8", ErrInvalidKey)
 	}
 	return nil
 }
