@@ -72,14 +72,28 @@ func BenchmarkTCPRaw(b *testing.B) {
 
 // BenchmarkRelayEdge is a cross-node edge: producer pipe, Relay (splice)
 // into loopback TCP, Relay out of it into the consumer's pipe.
+// The copy variant relays through user space instead, for comparison.
 func BenchmarkRelayEdge(b *testing.B) {
-	prod, cons, relayed := edge(b)
-	pump(b, prod, prod.Close, cons)
-	for range 2 {
-		if err := <-relayed; err != nil {
-			b.Fatal(err)
-		}
+	for _, v := range []struct {
+		name  string
+		relay func(io.Writer, io.Reader) (int64, error)
+	}{{"splice", Relay}, {"copy", plainCopy}} {
+		b.Run(v.name, func(b *testing.B) {
+			prod, cons, relayed := edgeWith(b, v.relay)
+			pump(b, prod, prod.Close, cons)
+			for range 2 {
+				if err := <-relayed; err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
+}
+
+// plainCopy copies through a buffer, hiding ReaderFrom and WriterTo (which
+// would splice too).
+func plainCopy(dst io.Writer, src io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, copyBuffer))
 }
 
 // BenchmarkCRC32C is the checksum alone, which both ends pay per byte.

@@ -90,17 +90,21 @@ func pipe(t testing.TB, size int) (r, w *os.File) {
 // edge wires producer pipe → Relay → TCP → Relay → consumer pipe, as two
 // node agents do, and returns the producer's and consumer's ends.
 func edge(t testing.TB) (prod, cons *os.File, relayed <-chan error) {
+	return edgeWith(t, Relay)
+}
+
+func edgeWith(t testing.TB, relay func(io.Writer, io.Reader) (int64, error)) (prod, cons *os.File, relayed <-chan error) {
 	p1r, p1w := pipe(t, 1<<20)
 	p2r, p2w := pipe(t, 1<<20)
 	a, b := tcpPair(t)
 	done := make(chan error, 2)
 	go func() {
-		_, err := Relay(a, p1r)
+		_, err := relay(a, p1r)
 		a.CloseWrite()
 		done <- err
 	}()
 	go func() {
-		_, err := Relay(p2w, b)
+		_, err := relay(p2w, b)
 		p2w.Close()
 		done <- err
 	}()
