@@ -323,12 +323,18 @@ func (s *Server) execute(rs *runState, prep map[string]*node.RunPrepare) {
 
 	stopPoll := s.pollProgress(rs)
 	defer stopPoll()
+	// The first failure, or a cancel, ends the run on every node.
+	stopEnd := context.AfterFunc(rs.ctx, func() { s.closeRun(rs) })
+	defer stopEnd()
 	for _, t := range rs.plan.Tasks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Not canceled by rs.ctx: a run ends on the nodes (DELETE),
+			// and each task then answers how it ended, so that the first
+			// cause is not lost to the cancellation it caused.
 			var res node.TaskResult
-			err := s.nodeCall(rs.ctx, http.MethodPost, rs.plan.Node[t.ID], "/v1/runs/"+id+"/tasks/"+t.ID, nil, &res)
+			err := s.nodeCall(context.Background(), http.MethodPost, rs.plan.Node[t.ID], "/v1/runs/"+id+"/tasks/"+t.ID, nil, &res)
 			if err != nil {
 				res = node.TaskResult{Task: t.ID, Failure: "canceled", Error: err.Error()}
 				if rs.ctx.Err() == nil {
@@ -400,19 +406,7 @@ func (s *Server) pollProgress(rs *runState) (stop func()) {
 
 // endRun closes the run on every node and settles its final status.
 func (s *Server) endRun(rs *runState) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, n := range rs.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.nodeCall(ctx, http.MethodDelete, n, "/v1/runs/"+rs.status.ID, nil, nil); err != nil {
-				s.log.Warn("run not closed on node", "run", rs.status.ID, "node", n, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
+	s.closeRun(rs)
 	rs.mu.Lock()
 	canceled := rs.status.State == "canceling"
 	if !rs.status.Done() {
@@ -420,7 +414,7 @@ func (s *Server) endRun(rs *runState) {
 		switch {
 		case cause != nil && !(canceled && cause.Failure == "canceled"):
 			rs.failLocked(cause)
-		case canceled || rs.ctx.Err() != nil && len(rs.results) < len(rs.plan.Tasks):
+		case canceled:
 			rs.status.State, rs.status.Error = "canceled", "the run was canceled before it finished"
 		default:
 			rs.status.State = "succeeded"
@@ -444,6 +438,24 @@ func (s *Server) endRun(rs *runState) {
 		delete(s.runs, snap.ID)
 		s.runsMu.Unlock()
 	})
+}
+
+// closeRun ends the run on every node: channels closed, instances
+// stopped. Tasks still running answer "canceled".
+func (s *Server) closeRun(rs *runState) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range rs.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.nodeCall(ctx, http.MethodDelete, n, "/v1/runs/"+rs.status.ID, nil, nil); err != nil {
+				s.log.Warn("run not closed on node", "run", rs.status.ID, "node", n, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // rootCause picks the failure the others follow from: a task's own failure

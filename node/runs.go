@@ -177,6 +177,9 @@ type task struct {
 	collectors []chan collected
 	relayIn    int64 // http tasks: bytes the node relayed in and out
 	relayOut   int64
+	// died is how the instance ended when it died on its own (not
+	// stopped by the run's end), "" while it has not.
+	died string
 }
 
 type collected struct {
@@ -329,6 +332,14 @@ func (rs *runs) startTask(ctx context.Context, t *task) error {
 	env := []string{"HANDOFF_RUN=" + t.run.id, "HANDOFF_TASK=" + t.spec.ID}
 	inst, err := rs.a.startInstance(ctx, t.instID, t.spec.Start, env, func(s supervisor.State) {
 		if s == supervisor.Restarting {
+			t.mu.Lock()
+			if t.inst != nil {
+				t.died = t.inst.Info().LastExit
+			}
+			if t.died == "" {
+				t.died = "exited"
+			}
+			t.mu.Unlock()
 			go func() {
 				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()

@@ -61,7 +61,12 @@ func (rs *runs) runTask(ctx context.Context, t *task) TaskResult {
 		} else {
 			rs.invokeStage(ctx, t, inst, &res)
 		}
+		// End first: the run's end may be stopping the instance, which
+		// waits for this invocation to let go.
 		inst.End()
+		if res.Failure == "broken" {
+			rs.failed(ctx, t, inst, &res)
+		}
 	}
 	// Ends the instance never took would keep the other ends waiting.
 	t.closeEnds()
@@ -108,14 +113,14 @@ func (rs *runs) invokeStage(ctx context.Context, t *task, inst *supervisor.Insta
 	req.Header.Set(httpx.HeaderFunction, t.spec.Start.Function.Name)
 	resp, err := rs.a.toInst.RoundTrip(req)
 	if err != nil {
-		rs.failed(ctx, t, inst, res, err)
+		broken(res, err)
 		return
 	}
 	defer resp.Body.Close()
 	max := rs.inlineMax()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		rs.failed(ctx, t, inst, res, err)
+		broken(res, err)
 		return
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -148,16 +153,42 @@ func (rs *runs) invokeStage(ctx context.Context, t *task, inst *supervisor.Insta
 
 // failed classifies an invocation that broke: the instance died, the run
 // was canceled, or the connection failed.
-func (rs *runs) failed(ctx context.Context, t *task, inst *supervisor.Instance, res *TaskResult, err error) {
-	if exit := exitAfterFailure(inst); exit != "" {
-		res.Failure, res.Error = "crash", fmt.Sprintf("the instance exited: %s (see `handoff logs %s`)", exit, t.spec.Start.Function.Name)
-		return
+// broken marks an invocation whose connection to the instance broke; the
+// cause is found once the invocation is over (failed).
+func broken(res *TaskResult, err error) {
+	res.Failure, res.Error = "broken", err.Error()
+}
+
+func (rs *runs) failed(ctx context.Context, t *task, inst *supervisor.Instance, res *TaskResult) {
+	// A death of its own is the cause even when the run's end came first
+	// (the other tasks' failures follow from it), so wait for the process
+	// to be reaped and read how it ended. Stopped by the run's end (SIGTERM,
+	// or SIGKILL after the grace), the task was canceled.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := inst.State(); st != supervisor.Ready && st != supervisor.Draining {
+			break
+		}
+		if ctx.Err() == nil && time.Until(deadline) < 1750*time.Millisecond {
+			break // alive and not canceled: the connection itself failed
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if ctx.Err() != nil {
+	t.mu.Lock()
+	died := t.died
+	t.mu.Unlock()
+	exit := inst.Info().LastExit
+	if died == "" && exit != "" && exit != "exit status 0" && exit != "signal: terminated" && exit != "signal: killed" {
+		died = exit
+	}
+	switch {
+	case died != "":
+		res.Failure, res.Error = "crash", fmt.Sprintf("the instance exited: %s (see `handoff logs %s`)", died, t.spec.Start.Function.Name)
+	case ctx.Err() != nil:
 		res.Failure, res.Error = "canceled", "the run was canceled"
-		return
+	default:
+		res.Failure, res.Error = "crash", "the instance failed: "+res.Error
 	}
-	res.Failure, res.Error = "crash", "the instance failed: "+err.Error()
 }
 
 func (rs *runs) inlineMax() int64 {
@@ -231,7 +262,7 @@ func (rs *runs) invokeHTTP(ctx context.Context, t *task, inst *supervisor.Instan
 			abort(res.Error)
 			return
 		}
-		rs.failed(ctx, t, inst, res, err)
+		broken(res, err)
 		abort("stage " + t.spec.Stage + " failed: " + res.Error)
 		return
 	}
@@ -247,7 +278,7 @@ func (rs *runs) invokeHTTP(ctx context.Context, t *task, inst *supervisor.Instan
 	if len(outs) == 0 {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, rs.inlineMax()+1))
 		if err != nil {
-			rs.failed(ctx, t, inst, res, err)
+			broken(res, err)
 			return
 		}
 		res.Output = b
@@ -256,7 +287,7 @@ func (rs *runs) invokeHTTP(ctx context.Context, t *task, inst *supervisor.Instan
 		if err != nil {
 			res.Failure, res.Error = "channel", "output: "+err.Error()
 			if !isStreamErr(err) {
-				rs.failed(ctx, t, inst, res, err)
+				broken(res, err)
 			}
 			abort("stage " + t.spec.Stage + " failed: " + res.Error)
 			return

@@ -86,6 +86,7 @@ type outPort struct {
 	pattern, key string
 	parts        []*stream.Writer
 	files        []*os.File
+	taken        []bool // parts handed over by TakeOutputFile
 }
 
 // Param returns a stage param, or def when it is not set.
@@ -144,6 +145,22 @@ func (s *Stage) Output(name string) io.Writer {
 		ws[i] = w
 	}
 	return io.MultiWriter(ws...)
+}
+
+// TakeOutputFile hands part part of output port name to the caller as
+// the channel's own descriptor, for a program that writes the stream
+// format itself (docs/stream-format.md): the stage no longer frames,
+// ends or closes that part. Most stages never need this.
+func (s *Stage) TakeOutputFile(name string, part int) (*os.File, error) {
+	p, err := s.out(name)
+	if err != nil {
+		return nil, err
+	}
+	if part < 0 || part >= len(p.files) || p.taken[part] {
+		return nil, fmt.Errorf("sdk: output %q of stage %s has no part %d to take (it has %d)", name, s.Name, part, len(p.files))
+	}
+	p.taken[part] = true
+	return p.files[part], nil
 }
 
 // IsPartitioned reports whether output port name is partitioned
@@ -240,7 +257,11 @@ func StageHandler(f StageFunc) http.Handler {
 		}
 		var result bytes.Buffer
 		s.Body, s.Result = r.Body, &result
+		// The node agent hangs up when the run ends: closing the ends
+		// unblocks the handler's reads and writes at once.
+		stop := context.AfterFunc(ctx, s.closeFiles)
 		err = f(ctx, s)
+		stop()
 		if err == nil {
 			err = s.finish()
 		} else {
@@ -308,6 +329,7 @@ func openStage(ctx context.Context, ticket string) (*Stage, error) {
 			}
 			op.files = append(op.files, f)
 			op.parts = append(op.parts, stream.NewWriter(f))
+			op.taken = append(op.taken, false)
 		}
 	}
 	return s, nil
@@ -346,6 +368,9 @@ func (s *Stage) finish() error {
 	var errs []error
 	for name, p := range s.outputs {
 		for i, w := range p.parts {
+			if p.taken[i] {
+				continue
+			}
 			if err := w.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("output %s part %d: %w", name, i, err))
 			}
@@ -358,8 +383,10 @@ func (s *Stage) finish() error {
 func (s *Stage) abort(cause error) {
 	msg := fmt.Sprintf("stage %s task %s failed: %v", s.Name, s.Task, cause)
 	for _, p := range s.outputs {
-		for _, w := range p.parts {
-			_ = w.Abort(msg)
+		for i, w := range p.parts {
+			if !p.taken[i] {
+				_ = w.Abort(msg)
+			}
 		}
 	}
 }
@@ -371,8 +398,10 @@ func (s *Stage) closeFiles() {
 		}
 	}
 	for _, p := range s.outputs {
-		for _, f := range p.files {
-			f.Close()
+		for i, f := range p.files {
+			if !p.taken[i] {
+				f.Close()
+			}
 		}
 	}
 }

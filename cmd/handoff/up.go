@@ -27,6 +27,7 @@ func cmdUp(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7070", "gateway address; 127.0.0.1:0 picks a free port")
 	nodes := fs.Int("nodes", 2, "node agents to run, each its own process")
 	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
+	runSlots := fs.Int("run-slots", control.DefaultRunSlots, "workflow tasks one node agent hosts in one run")
 	bufferMem := fs.String("buffer-memory", "", "memory budget of each node agent's payload buffers (default: a quarter of the machine's memory)")
 	nodeHost := fs.String("node-host", "127.0.0.1", "address the node agents listen on (API, wire and peer ports)")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -68,7 +69,7 @@ func cmdUp(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := control.New(control.Config{Dir: abs, Listen: *listen, Token: token, AdminToken: admin, InlineMax: int64(max), Logger: log})
+	srv, err := control.New(control.Config{Dir: abs, Listen: *listen, Token: token, AdminToken: admin, InlineMax: int64(max), RunSlots: *runSlots, Logger: log})
 	if err != nil {
 		return err
 	}

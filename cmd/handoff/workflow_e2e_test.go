@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,4 +95,240 @@ edges:
 		}
 	}
 	t.Logf("%+v", r)
+}
+
+// TestWorkflowEdgePatterns runs every edge pattern, on two node agents with
+// three task slots each, so that some channels cross between the agents.
+func TestWorkflowEdgePatterns(t *testing.T) {
+	p := startPlatform(t, t.TempDir(), "--run-slots", "3")
+	deploy(t, p.Client, stagefnSpec(t, "stagefn"))
+	const size = 3000000
+	for _, tc := range []struct {
+		name, yaml string
+		check      func(t *testing.T, r api.Run, res map[string]sumResult)
+	}{
+		{"broadcast", `name: wf-broadcast
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "3000000"}}
+  - {name: sum, function: stagefn, parallelism: 3, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: broadcast}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			for i := 0; i < 3; i++ {
+				if got := res[fmt.Sprintf("sum-%d", i)].Bytes; got != res["sum-0"].Bytes || got < size-200 {
+					t.Errorf("sum-%d got %d bytes; every consumer of a broadcast gets all of it", i, got)
+				}
+			}
+		}},
+		{"partition", `name: wf-partition
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "3000000"}}
+  - {name: sum, function: stagefn, parallelism: 3, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: partition, key: hash}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			var total int64
+			for i := 0; i < 3; i++ {
+				got := res[fmt.Sprintf("sum-%d", i)].Bytes
+				if got == 0 || got > size/2 {
+					t.Errorf("sum-%d got %d of ~%d bytes; a hash partition spreads them", i, got, size)
+				}
+				total += got
+			}
+			if total < size-200 || total > size {
+				t.Errorf("partitions hold %d bytes in all, want ~%d", total, size)
+			}
+		}},
+		{"merge", `name: wf-merge
+stages:
+  - {name: gen, function: stagefn, parallelism: 3, params: {role: gen, bytes: "3000000"}}
+  - {name: sum, function: stagefn, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: merge}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			s := res["sum-0"]
+			if len(s.Parts) != 3 || s.Bytes < 3*(size-200) {
+				t.Errorf("merge: %+v; want 3 parts of ~%d bytes", s, size)
+			}
+		}},
+		{"shuffle", `name: wf-shuffle
+stages:
+  - {name: gen, function: stagefn, parallelism: 2, params: {role: gen, bytes: "3000000"}}
+  - {name: sum, function: stagefn, parallelism: 3, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: shuffle, key: roundrobin}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			var total int64
+			for i := 0; i < 3; i++ {
+				s := res[fmt.Sprintf("sum-%d", i)]
+				if len(s.Parts) != 2 || s.Parts[0] == 0 || s.Parts[1] == 0 {
+					t.Errorf("sum-%d: %+v; a shuffle feeds every consumer from every producer", i, s)
+				}
+				total += s.Bytes
+			}
+			if total < 2*(size-200) || total > 2*size {
+				t.Errorf("shuffle delivered %d bytes in all, want ~%d", total, 2*size)
+			}
+		}},
+		{"http stage and pinned modes", `name: wf-modes
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "3000000"}}
+  - {name: upper, function: stagefn, interface: http}
+  - {name: pass, function: stagefn, params: {role: pass}}
+  - {name: sum, function: stagefn, params: {role: sum}}
+edges:
+  - {from: gen, to: upper, mode: ref}
+  - {from: upper, to: pass, mode: inline}
+  - {from: pass, to: sum, mode: stream}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			if got := res["sum-0"].Bytes; got < size-200 || got > size {
+				t.Errorf("sum got %d bytes through ref, an http stage and inline; want ~%d", got, size)
+			}
+			want := []string{"ref", "inline", "stream"}
+			for i, e := range r.Edges {
+				if e.Mode != want[i] || e.Reason != "pinned" {
+					t.Errorf("edge %d ran %s (%s), want %s pinned", i, e.Mode, e.Reason, want[i])
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runWorkflow(t, p.Client, tc.yaml)
+			if r.State != "succeeded" {
+				t.Fatalf("run %s: %s", r.State, r.Error)
+			}
+			tc.check(t, r, results(t, r))
+			cross := 0
+			for _, e := range r.Edges {
+				cross += e.CrossNode
+			}
+			t.Logf("%s: %v, %d cross-node channels", tc.name, r.Elapsed, cross)
+		})
+	}
+}
+
+// TestWorkflowFailuresNameTheStage breaks runs in each way a stage can
+// break: the run fails, names where it started, and takes no partial data
+// as complete.
+func TestWorkflowFailuresNameTheStage(t *testing.T) {
+	p := startPlatform(t, t.TempDir(), "--run-slots", "2")
+	deploy(t, p.Client, stagefnSpec(t, "stagefn"))
+	for _, tc := range []struct {
+		name, gen, sum string
+		stage          string   // the stage the failure is pinned on
+		says           []string // words the error must contain
+	}{
+		{"producer crash", `crash_after: "2000000"`, ``, "gen", []string{"instance died", "exit status 3", "gen.out→pass.in"}},
+		{"consumer crash", ``, `crash_after: "1000000"`, "sum", []string{"instance died", "exit status 3"}},
+		{"producer error", `fail_after: "2000000"`, ``, "gen", []string{"failing after"}},
+		{"trailer mismatch", `corrupt: "1"`, ``, "pass", []string{"CRC-32C", "corrupted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gen := `{role: gen, bytes: "20000000"` + strings.TrimSuffix(", "+tc.gen, ", ") + `}`
+			sum := `{role: sum` + strings.TrimSuffix(", "+tc.sum, ", ") + `}`
+			r := runWorkflow(t, p.Client, `name: wf-fail
+stages:
+  - {name: gen, function: stagefn, params: `+gen+`}
+  - {name: pass, function: stagefn, params: {role: pass}}
+  - {name: sum, function: stagefn, params: `+sum+`}
+edges:
+  - {from: gen, to: pass}
+  - {from: pass, to: sum}
+`)
+			if r.State != "failed" {
+				t.Fatalf("run %s, want failed (results %+v)", r.State, r.Results)
+			}
+			if len(r.Results) != 0 {
+				t.Errorf("a failed run reported results: %+v", r.Results)
+			}
+			if r.FailedStage != tc.stage {
+				t.Errorf("failure pinned on stage %q, want %q: %s", r.FailedStage, tc.stage, r.Error)
+			}
+			for _, w := range tc.says {
+				if !strings.Contains(r.Error, w) {
+					t.Errorf("error does not say %q: %s", w, r.Error)
+				}
+			}
+		})
+	}
+}
+
+// TestWorkflowBackpressureAndCancel: a slow consumer holds its producer
+// back (the channel's fixed buffers fill, then the producer's writes wait);
+// canceling the run stops every task and frees the instances.
+func TestWorkflowBackpressureAndCancel(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, stagefnSpec(t, "stagefn"))
+	ctx := context.Background()
+	yaml := `name: wf-slow
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "200000000"}}
+  - {name: sum, function: stagefn, params: {role: sum, slow: 20ms}}
+edges:
+  - {from: gen, to: sum, buffers: {count: 4, size: 64KiB}}
+`
+	if err := p.Client.PutWorkflow(ctx, "wf-slow", []byte(yaml)); err != nil {
+		t.Fatal(err)
+	}
+	run, err := p.Client.StartRun(ctx, "wf-slow", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sum reads 64 KiB every 20 ms (~3 MiB/s): after two seconds gen, which
+	// could write 200 MB in well under that, must still be held back to
+	// what sum took plus the channel's buffers (and the pipe's rounding).
+	deadline := time.Now().Add(2 * time.Second)
+	var samples int
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		r, err := p.Client.Run(ctx, "wf-slow", run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != "running" {
+			continue
+		}
+		gen, sum := r.Stages[0], r.Stages[1]
+		if gen.Done != 0 {
+			t.Fatalf("the producer finished while its consumer crawled: no backpressure (%+v)", r.Stages)
+		}
+		if ahead := gen.BytesOut - sum.BytesIn; ahead > 4<<20 {
+			t.Fatalf("the producer is %d bytes ahead of its consumer; the channel holds 256 KiB", ahead)
+		}
+		samples++
+	}
+	if samples == 0 {
+		t.Fatal("the run never reported running")
+	}
+	if err := p.Client.CancelRun(ctx, "wf-slow", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	var r api.Run
+	checkFor(t, 20*time.Second, func() error {
+		var err error
+		if r, err = p.Client.Run(ctx, "wf-slow", run.ID); err != nil {
+			return err
+		}
+		if !r.Done() {
+			return fmt.Errorf("run still %s", r.State)
+		}
+		return nil
+	})
+	if r.State != "canceled" {
+		t.Fatalf("canceled run ended %s: %s", r.State, r.Error)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		st, err := p.Client.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			for _, in := range n.Instances {
+				if in.Function == "stagefn" {
+					return fmt.Errorf("instance %s of the canceled run still %s", in.ID, in.State)
+				}
+			}
+		}
+		return nil
+	})
 }

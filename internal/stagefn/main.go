@@ -5,7 +5,8 @@
 //	       task) to output "out": plainly, or keyed by the line's first field
 //	       when the port is partitioned. "crash_after" exits the process (status
 //	       3) once that many bytes are out; "fail_after" returns an error there;
-//	       "corrupt" flips one data bit after framing, so the trailer disagrees.
+//	       "corrupt" frames the stream itself and flips one data bit below the
+//	       framing, so the trailer disagrees.
 //	pass   copies input "in" to output "out"; "slow" sleeps that long per 64 KiB
 //	       read (a slow consumer); "crash_after" exits after reading that many.
 //	sum    reads every part of every input in parallel and answers, as its
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/sdk"
+	"github.com/handoff-dev/handoff/stream"
 )
 
 func main() {
@@ -97,8 +99,14 @@ func gen(s *sdk.Stage) error {
 		write = func(b []byte) error {
 			for len(b) > 0 {
 				i := bytes.IndexByte(b, '\n')
+				if i < 0 {
+					i = len(b) - 1
+				}
 				line := b[:i+1]
-				key := line[:bytes.IndexByte(line, '\t')]
+				key := line
+				if k := bytes.IndexByte(line, '\t'); k >= 0 {
+					key = line[:k]
+				}
 				if err := p.WriteRecord(key, line); err != nil {
 					return err
 				}
@@ -109,7 +117,16 @@ func gen(s *sdk.Stage) error {
 	} else {
 		out := s.Output("out")
 		if s.Param("corrupt", "") == "1" {
-			out = &flipper{w: out}
+			// Frame the stream here and flip a bit below the framing:
+			// the consumer must catch it by the trailer's checksum.
+			f, err := s.TakeOutputFile("out", 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			sw := stream.NewWriter(&flipper{w: f})
+			defer sw.Close()
+			out = sw
 		}
 		write = func(b []byte) error { _, err := out.Write(b); return err }
 	}
@@ -139,8 +156,8 @@ func gen(s *sdk.Stage) error {
 	return nil
 }
 
-// flipper flips one bit of the first data it sees after 1 KiB: the
-// stream's checksum then disagrees with the bytes.
+// flipper flips one bit at offset 1 KiB of a framed stream, inside the
+// first frame's data: the trailer's checksum then disagrees.
 type flipper struct {
 	w    io.Writer
 	seen int
