@@ -119,9 +119,9 @@ type Agent struct {
 	leases  *leaser
 	runs    *runs
 	link    *peerlink.Client // streams to other members; nil without a cluster identity
-	member  *pki.Member     // the cluster identity, nil without Config.TLS
-	holder  string          // the holder name in references this agent signs
-	ctx     context.Context // done when Run stops
+	member  *pki.Member      // the cluster identity, nil without Config.TLS
+	holder  string           // the holder name in references this agent signs
+	ctx     context.Context  // done when Run stops
 
 	ln      net.Listener
 	localLn net.Listener

@@ -168,7 +168,7 @@ type task struct {
 	instID string
 	inst   *supervisor.Instance
 
-	mu    sync.Mutex // guards all following fields
+	mu    sync.Mutex          // guards all following fields
 	ends  map[string]*os.File // port ends not yet handed to the instance ("in/port/part")
 	state string
 	held  map[string]ChannelFeed

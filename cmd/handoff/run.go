@@ -134,4 +134,3 @@ func printRunSummary(w io.Writer, r api.Run) {
 		fmt.Fprintln(w, "error:", r.Error)
 	}
 }
-
