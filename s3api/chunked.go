@@ -238,3 +238,8 @@ func (c *chunkedReader) end() error {
 	}
 	return io.EOF
 }
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
