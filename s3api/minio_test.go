@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -60,11 +62,16 @@ func startServer(t *testing.T, cfg local.Config) *server {
 }
 
 func (s *server) client(t *testing.T, access, secret string) *minio.Client {
+	return s.clientWith(t, access, secret, false)
+}
+
+func (s *server) clientWith(t *testing.T, access, secret string, trailers bool) *minio.Client {
 	t.Helper()
 	c, err := minio.New(s.host, &minio.Options{
-		Creds:      credentials.NewStaticV4(access, secret, ""),
-		Secure:     false,
-		MaxRetries: 1,
+		Creds:           credentials.NewStaticV4(access, secret, ""),
+		Secure:          false,
+		MaxRetries:      1,
+		TrailingHeaders: trailers,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -478,5 +485,74 @@ func TestMinioQuota(t *testing.T) {
 	var er minio.ErrorResponse
 	if !errors.As(err, &er) || er.Code != "QuotaExceeded" || er.StatusCode != http.StatusInsufficientStorage {
 		t.Fatalf("put over the budget: %v", err)
+	}
+}
+
+// TestMinioPayloadModes puts objects in each payload mode minio-go uses:
+// streaming signed chunks (its default over plain HTTP), UNSIGNED-PAYLOAD
+// (DisableContentSha256), and unsigned chunks with a trailing checksum
+// (DisableContentSha256 with TrailingHeaders), whole and in multipart.
+func TestMinioPayloadModes(t *testing.T) {
+	s := startServer(t, local.Config{})
+	ctx := context.Background()
+	s.client(t, testAccess, testSecret).MakeBucket(ctx, "modes", minio.MakeBucketOptions{})
+	for _, mode := range []struct{ disable, trailers bool }{{false, false}, {true, false}, {true, true}} {
+		c := s.clientWith(t, testAccess, testSecret, mode.trailers)
+		disable := mode.disable
+		for _, n := range []int{1 << 10, 17 << 20} {
+			body := data(uint64(n), n)
+			key := fmt.Sprintf("k-%v-%d", mode, n)
+			_, err := c.PutObject(ctx, "modes", key, bytes.NewReader(body), int64(n), minio.PutObjectOptions{DisableContentSha256: disable})
+			if err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			obj, _ := c.GetObject(ctx, "modes", key, minio.GetObjectOptions{})
+			got, err := io.ReadAll(obj)
+			obj.Close()
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("%s: %d bytes back, %v", key, len(got), err)
+			}
+		}
+	}
+	// Unknown size: minio-go buffers parts and uploads them multipart.
+	c := s.client(t, testAccess, testSecret)
+	body := data(9, 3<<20)
+	if _, err := c.PutObject(ctx, "modes", "unknown", bytes.NewReader(body), -1, minio.PutObjectOptions{PartSize: 5 << 20}); err != nil {
+		t.Fatalf("unknown size: %v", err)
+	}
+}
+
+// TestCorruptBlockFailsGet corrupts a spilled block under a stored object:
+// the S3 GET must fail, never hand out the wrong bytes.
+func TestCorruptBlockFailsGet(t *testing.T) {
+	spill := t.TempDir()
+	s := startServer(t, local.Config{Memory: 1, SpillDir: spill, BlockSize: 64 << 10})
+	c := s.client(t, testAccess, testSecret)
+	ctx := context.Background()
+	c.MakeBucket(ctx, "rot", minio.MakeBucketOptions{})
+	body := data(5, 200<<10)
+	if _, err := c.PutObject(ctx, "rot", "k", bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(spill, "*.blk"))
+	if len(files) != 4 {
+		t.Fatalf("%d spill files, want 4", len(files))
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		b[len(b)/2] ^= 0x80
+		os.WriteFile(f, b, 0o600)
+	}
+	obj, err := c.GetObject(ctx, "rot", "k", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(obj)
+	obj.Close()
+	if err == nil {
+		t.Fatalf("read %d bytes of a corrupt object without error", len(got))
+	}
+	if len(got) > 0 && !bytes.Equal(got, body[:len(got)]) {
+		t.Fatal("corrupt bytes reached the client")
 	}
 }
