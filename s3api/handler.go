@@ -34,7 +34,7 @@ type Config struct {
 	// Clock checks request times and presigned URL expiry. Default
 	// clock.Real{}.
 	Clock clock.Clock
-	// Logf, if set, receives internal errors (the client sees only
+	// Log, if set, receives internal errors (the client sees only
 	// InternalError). Default slog.Default().
 	Log *slog.Logger
 }
