@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/api"
+	"github.com/handoff-dev/handoff/examples/wordcount/wc"
 	"github.com/handoff-dev/handoff/spec"
+	"github.com/handoff-dev/handoff/workflow"
 )
 
 // stagefnSpec is internal/stagefn deployed under name.
@@ -32,7 +34,11 @@ func runWorkflow(t *testing.T, c *api.Client, yaml string) api.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	name := strings.TrimSpace(strings.TrimPrefix(strings.Split(yaml, "\n")[0], "name:"))
+	wf, err := workflow.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := wf.Name
 	if err := c.PutWorkflow(ctx, name, []byte(yaml)); err != nil {
 		t.Fatalf("put workflow: %v", err)
 	}
@@ -331,4 +337,70 @@ edges:
 		}
 		return nil
 	})
+}
+
+// TestExampleWorkflows runs the two example workflows, smaller, and checks
+// their answers: the streaming word count against a count made here.
+func TestExampleWorkflows(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	for _, file := range []string{
+		"wordcount/stream/gen/wcs-gen.yaml", "wordcount/stream/map/wcs-map.yaml",
+		"wordcount/stream/reduce/wcs-reduce.yaml", "wordcount/stream/top/wcs-top.yaml",
+		"pipeline/gen/pl-gen.yaml", "pipeline/transform/pl-transform.yaml", "pipeline/aggregate/pl-aggregate.yaml",
+	} {
+		f, err := spec.ParseFile(filepath.Join("..", "..", "examples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deploy(t, p.Client, f)
+	}
+	example := func(file string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.ReplaceAll(string(b), "bytes: 1Gi", "bytes: 24Mi")
+	}
+
+	r := runWorkflow(t, p.Client, example("wordcount/stream/wordcount.yaml"))
+	if r.State != "succeeded" || len(r.Results) != 1 {
+		t.Fatalf("word count: %s: %s", r.State, r.Error)
+	}
+	var got wc.Summary
+	if err := json.Unmarshal(r.Results[0].Output, &got); err != nil {
+		t.Fatal(err)
+	}
+	var c wc.Counter
+	for i := 0; i < 6; i++ { // 24 MiB in 4 MiB chunks, seed 1
+		b, _ := wc.GenerateChunk(1, i, 4<<20)
+		c.Add(b)
+	}
+	want := wc.Summarize(c.Counts(), 10)
+	if got.Words != want.Words || got.Distinct != want.Distinct || fmt.Sprint(got.Top) != fmt.Sprint(want.Top) {
+		t.Errorf("streaming word count says %+v\nwant %+v", got, want)
+	}
+
+	r = runWorkflow(t, p.Client, example("pipeline/pipeline.yaml"))
+	if r.State != "succeeded" || len(r.Results) != 1 {
+		t.Fatalf("pipeline: %s: %s", r.State, r.Error)
+	}
+	var res struct {
+		Readings int64
+		Sensors  []struct{ Count int64 }
+	}
+	if err := json.Unmarshal(r.Results[0].Output, &res); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, s := range res.Sensors {
+		n += s.Count
+	}
+	if len(res.Sensors) != 64 || n != res.Readings || res.Readings < 500000 {
+		t.Errorf("pipeline aggregated %d readings over %d sensors (sum %d); want ~24 MiB of readings over 64", res.Readings, len(res.Sensors), n)
+	}
+	for _, e := range r.Edges {
+		if e.Mode != "stream" {
+			t.Errorf("pipeline edge %s→%s ran %s, want stream", e.From, e.To, e.Mode)
+		}
+	}
 }
