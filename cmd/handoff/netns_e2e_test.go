@@ -140,3 +140,96 @@ func TestCrossNamespacePull(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCrossNamespaceStream runs a workflow whose one channel must cross
+// between two node agents in two network namespaces (one task slot per
+// node), through the CLI as an operator would.
+func TestCrossNamespaceStream(t *testing.T) {
+	nsA, nsB := netnsPair(t)
+	dir := t.TempDir()
+	up := exec.Command("ip", "netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1", "--run-slots", "1")
+	stdout, _ := up.StdoutPipe()
+	up.Stderr = io.Discard
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Process.Kill(); up.Wait() })
+	lines := bufio.NewScanner(stdout)
+	gateway := ""
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "handoff ready gateway="); ok {
+			gateway = strings.Fields(rest)[0]
+			break
+		}
+	}
+	if gateway == "" {
+		t.Fatal("handoff up did not get ready")
+	}
+	go io.Copy(io.Discard, stdout)
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2dir := filepath.Join(dir, "nodes", "n2")
+	files, err := pki.WriteMember(filepath.Join(n2dir, "tls"), "n2", []string{"10.77.0.2"}, ca, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := exec.Command("ip", "netns", "exec", nsB, binary, "node", "--id", "n2", "--dir", n2dir,
+		"--control", gateway, "--token-file", filepath.Join(dir, "cluster.token"),
+		"--listen", "10.77.0.2:0", "--wire-listen", "10.77.0.2:0", "--peer-listen", "10.77.0.2:0",
+		"--tls-ca", files.CA, "--tls-cert", files.Cert, "--tls-key", files.Key)
+	var n2log bytes.Buffer
+	n2.Stderr = &n2log
+	if err := n2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n2.Process.Kill(); n2.Wait() })
+
+	cli := func(args ...string) (string, error) {
+		token, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+		full := append([]string{"netns", "exec", nsA, binary}, args...)
+		full = append(full, "--gateway", gateway, "--token", strings.TrimSpace(string(token)))
+		out, err := exec.Command("ip", full...).CombinedOutput()
+		return string(out), err
+	}
+	wd, _ := os.Getwd()
+	specFile := filepath.Join(dir, "stagefn.yaml")
+	os.WriteFile(specFile, []byte("name: stagefn\nrun:\n  go: "+filepath.Join(wd, "..", "..", "internal", "stagefn")+"\ntimeout: 1m\n"), 0o644)
+	if out, err := cli("deploy", "-f", specFile); err != nil {
+		t.Fatalf("deploy: %v: %s", err, out)
+	}
+	wfFile := filepath.Join(dir, "cross.yaml")
+	os.WriteFile(wfFile, []byte(`name: cross
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "50000000"}}
+  - {name: sum, function: stagefn, params: {role: sum}}
+edges:
+  - {from: gen, to: sum}
+`), 0o644)
+	// Both node agents must be up before the run can place a task on each.
+	checkFor(t, 30*time.Second, func() error {
+		out, err := cli("status")
+		if err != nil || !strings.Contains(out, "n2") {
+			return fmt.Errorf("n2 not registered yet: %v %s (n2 log: %s)", err, out, n2log.String())
+		}
+		return nil
+	})
+	out, err := cli("run", wfFile, "--quiet")
+	if err != nil {
+		t.Fatalf("run: %v: %s", err, out)
+	}
+	if !strings.Contains(out, `"bytes":50000000`) && !strings.Contains(out, `"bytes":4999`) {
+		t.Errorf("the consumer did not sum the ~50 MB the producer wrote:\n%s", out)
+	}
+	// The summary's edge row: 1 channel, 1 of them cross-node.
+	crossed := false
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 5 && f[0] == "gen.out→sum.in" && f[2] == "stream" && f[3] == "1" && f[4] == "1" {
+			crossed = true
+		}
+	}
+	if !crossed {
+		t.Errorf("the edge did not run as one cross-node stream:\n%s", out)
+	}
+}
