@@ -373,6 +373,16 @@ func (db *DB) DeleteExpired(max int) ([]Block, int, error) {
 	var freed []Block
 	var n int
 	now := db.now()
+	// The sweeper calls this every second: look before taking the write
+	// transaction, which would write a page even when nothing is due.
+	due := false
+	if err := db.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketExpiry).Cursor().First()
+		due = k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= now.UnixNano()
+		return nil
+	}); err != nil || !due {
+		return nil, 0, err
+	}
 	err := db.update(func(tx *bolt.Tx) error {
 		freed, n = nil, 0
 		exp := tx.Bucket(bucketExpiry)
