@@ -96,3 +96,11 @@ func (c *Client) Run(ctx context.Context, workflow, id string) (Run, error) {
 func (c *Client) CancelRun(ctx context.Context, workflow, id string) error {
 	return c.do(ctx, http.MethodDelete, "/workflows/"+url.PathEscape(workflow)+"/runs/"+url.PathEscape(id), nil, nil)
 }
+
+// RetryRun starts a new run of a workflow with the input of an earlier,
+// ended run.
+func (c *Client) RetryRun(ctx context.Context, workflow, id string) (Run, error) {
+	var r Run
+	err := c.do(ctx, http.MethodPost, "/workflows/"+url.PathEscape(workflow)+"/runs/"+url.PathEscape(id)+"/retry", nil, &r)
+	return r, err
+}

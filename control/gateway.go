@@ -43,6 +43,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /workflows/{name}/runs", s.adminOnly(s.handleStartRun))
 	mux.HandleFunc("GET /workflows/{name}/runs/{id}", s.adminOnly(s.handleGetRun))
 	mux.HandleFunc("DELETE /workflows/{name}/runs/{id}", s.adminOnly(s.handleCancelRun))
+	mux.HandleFunc("POST /workflows/{name}/runs/{id}/retry", s.adminOnly(s.handleRetryRun))
 	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
 	mux.HandleFunc("GET /v1/nodes/functions/{name}", s.nodeOnly(s.handleStartRequest))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -40,6 +41,7 @@ const DefaultRunSlots = 64
 // runState is a run in progress (or kept after its end).
 type runState struct {
 	plan   *workflow.Plan
+	input  []byte // the first stages' request body, kept for retries
 	secret string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -125,13 +127,48 @@ func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, rs.snapshot())
 		return
 	}
-	b, err := s.db.Run(id)
-	if err != nil {
+	rec, err := s.storedRun(id)
+	if err != nil || rec.Run.Workflow != r.PathValue("name") {
 		httpx.WriteError(w, http.StatusNotFound, "no_such_run", fmt.Sprintf("run %q of workflow %q is unknown", id, r.PathValue("name")))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
+	httpx.WriteJSON(w, http.StatusOK, rec.Run)
+}
+
+// runRecord is a finished run as the database keeps it.
+type runRecord struct {
+	Run   api.Run `json:"run"`
+	Input []byte  `json:"input,omitempty"`
+}
+
+func (s *Server) storedRun(id string) (runRecord, error) {
+	var rec runRecord
+	b, err := s.db.Run(id)
+	if err != nil {
+		return rec, err
+	}
+	return rec, json.Unmarshal(b, &rec)
+}
+
+// handleRetryRun starts a new run of the workflow (as stored now) with the
+// input of an earlier run: a run that failed can be run again as it was.
+func (s *Server) handleRetryRun(w http.ResponseWriter, r *http.Request) {
+	name, id := r.PathValue("name"), r.PathValue("id")
+	var input []byte
+	if rs := s.run(id); rs != nil && rs.plan.Workflow.Name == name {
+		if !rs.snapshot().Done() {
+			httpx.WriteError(w, http.StatusConflict, "run_not_done", "run "+id+" has not ended; cancel it first or wait")
+			return
+		}
+		input = rs.input
+	} else if rec, err := s.storedRun(id); err == nil && rec.Run.Workflow == name {
+		input = rec.Input
+	} else {
+		httpx.WriteError(w, http.StatusNotFound, "no_such_run", fmt.Sprintf("run %q of workflow %q is unknown", id, name))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(input))
+	s.handleStartRun(w, r)
 }
 
 func (s *Server) handleCancelRun(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +227,7 @@ func (s *Server) startRun(wf *workflow.Workflow, input []byte) (*runState, error
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rs := &runState{plan: plan, secret: newRunID() + newRunID(), ctx: ctx, cancel: cancel,
+	rs := &runState{plan: plan, input: input, secret: newRunID() + newRunID(), ctx: ctx, cancel: cancel,
 		progress: map[string]node.TaskProgress{}, results: map[string]node.TaskResult{}}
 	rs.status = api.Run{ID: newRunID(), Workflow: wf.Name, State: "preparing", Started: time.Now()}
 	rs.initStatus()
@@ -425,7 +462,7 @@ func (s *Server) endRun(rs *runState) {
 	snap := rs.snapshotLocked()
 	rs.mu.Unlock()
 	rs.cancel()
-	if b, err := json.Marshal(snap); err == nil {
+	if b, err := json.Marshal(runRecord{Run: snap, Input: rs.input}); err == nil {
 		if err := s.db.PutRun(snap.ID, b); err != nil {
 			s.log.Warn("run status not stored", "run", snap.ID, "err", err)
 		}

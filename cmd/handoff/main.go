@@ -34,7 +34,7 @@ func init() {
 		{"result", "result ID", "show an async invocation's status and result", cmdResult},
 		{"logs", "logs NAME", "print a function's instance logs", cmdLogs},
 		{"status", "status", "show nodes, instances, in-flight requests and memory", cmdStatus},
-		{"run", "run FILE [-d DATA|@FILE] [--quiet]", "run a workflow with live progress and a summary", cmdRun},
+		{"run", "run FILE [-d DATA|@FILE] [--retry RUN] [--quiet]", "run a workflow with live progress and a summary", cmdRun},
 		{"leases", "leases", "list leases of executors on every node, with their accounting", cmdLeases},
 		{"bench", "bench invoke|transfer [--out DIR]", "measure the platform against baselines in one run", cmdBench},
 		{"demo", "demo [--size 1Gi] [--no-baseline]", "run the word-count demo beside the MinIO (S3) baseline", cmdDemo},

@@ -17,9 +17,10 @@ import (
 )
 
 func cmdRun(args []string) error {
-	fs := newFlags("run", "run FILE [-d DATA|@FILE] [--quiet]")
+	fs := newFlags("run", "run FILE [-d DATA|@FILE] [--retry RUN] [--quiet]")
 	data := fs.String("d", "", "the run's input (the first stages' request body): DATA, or @FILE")
 	quiet := fs.Bool("quiet", false, "print only the summary")
+	retry := fs.String("retry", "", "run again with the input of this earlier run (its id)")
 	c, err := connect(fs, args, 1)
 	if err != nil {
 		return err
@@ -46,7 +47,12 @@ func cmdRun(args []string) error {
 	if err := c.PutWorkflow(ctx, wf.Name, b); err != nil {
 		return err
 	}
-	run, err := c.StartRun(ctx, wf.Name, input)
+	var run api.Run
+	if *retry != "" {
+		run, err = c.RetryRun(ctx, wf.Name, *retry)
+	} else {
+		run, err = c.StartRun(ctx, wf.Name, input)
+	}
 	if err != nil {
 		return err
 	}

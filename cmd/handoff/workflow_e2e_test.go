@@ -259,6 +259,46 @@ edges:
 	}
 }
 
+// TestWorkflowRetry: a failed run, once its cause is fixed (here, the
+// workflow stored again without the failing param), runs again with the
+// same input and succeeds.
+func TestWorkflowRetry(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	deploy(t, p.Client, stagefnSpec(t, "stagefn"))
+	ctx := context.Background()
+	failing := `name: wf-retry
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "4000000", fail_after: "1000000"}}
+  - {name: sum, function: stagefn, params: {role: sum}}
+edges:
+  - {from: gen, to: sum}
+`
+	r := runWorkflow(t, p.Client, failing)
+	if r.State != "failed" || r.FailedStage != "gen" {
+		t.Fatalf("run %s (stage %q): %s", r.State, r.FailedStage, r.Error)
+	}
+	fixed := strings.Replace(failing, `, fail_after: "1000000"`, "", 1)
+	if err := p.Client.PutWorkflow(ctx, "wf-retry", []byte(fixed)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Client.RetryRun(ctx, "wf-retry", r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, time.Minute, func() error {
+		if again, err = p.Client.Run(ctx, "wf-retry", again.ID); err != nil {
+			return err
+		}
+		if !again.Done() {
+			return fmt.Errorf("retry still %s", again.State)
+		}
+		return nil
+	})
+	if again.State != "succeeded" || again.ID == r.ID {
+		t.Fatalf("retry %s ended %s: %s", again.ID, again.State, again.Error)
+	}
+}
+
 // TestWorkflowBackpressureAndCancel: a slow consumer holds its producer
 // back (the channel's fixed buffers fill, then the producer's writes wait);
 // canceling the run stops every task and frees the instances.
