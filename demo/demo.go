@@ -52,6 +52,8 @@ type Result struct {
 	InlineBytes int64
 	// S3Bytes is what went through S3: every chunk written once and read once.
 	S3Bytes int64
+	// StreamBytes is what went through workflow streams (ViaStream).
+	StreamBytes int64
 }
 
 // Throughput is corpus bytes per second of wall time.
