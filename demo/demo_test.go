@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,8 @@ func TestWordCountBothWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop() })
-	for _, s := range []string{"gen/wc-gen.yaml", "count/wc-count.yaml", "merge/wc-merge.yaml"} {
+	for _, s := range []string{"gen/wc-gen.yaml", "count/wc-count.yaml", "merge/wc-merge.yaml",
+		"stream/gen/wcs-gen.yaml", "stream/map/wcs-map.yaml", "stream/reduce/wcs-reduce.yaml", "stream/top/wcs-top.yaml"} {
 		f, err := spec.ParseFile(filepath.Join("..", "examples", "wordcount", s))
 		if err != nil {
 			t.Fatal(err)
@@ -62,6 +64,27 @@ func TestWordCountBothWays(t *testing.T) {
 	check(r, err)
 	if r.InlineBytes < size {
 		t.Errorf("the gateway carried %d bytes inline; the corpus alone is %d", r.InlineBytes, size)
+	}
+
+	// The streaming workflow, on its own corpus: 3 chunks of 4 MiB, seed 1.
+	wf, err := os.ReadFile(filepath.Join("..", "examples", "wordcount", "stream", "wordcount.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c wc.Counter
+	for i := range 3 {
+		b, _ := wc.GenerateChunk(1, i, 4<<20)
+		c.Add(b)
+	}
+	sr, err := StreamJob{Client: p.Client, Spec: wf, Size: 3 << 22}.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wc.Summarize(c.Counts(), wc.TopN); fmt.Sprint(sr.Summary) != fmt.Sprint(want) {
+		t.Fatalf("via streams: summary %+v; want %+v", sr.Summary, want)
+	}
+	if sr.Corpus != 3<<22 || sr.StreamBytes < 3<<22 {
+		t.Errorf("via streams: corpus %d, streamed %d; want %d at least", sr.Corpus, sr.StreamBytes, 3<<22)
 	}
 
 	minio, err := baseline.LookMinIO(filepath.Join("..", "bin"))
