@@ -34,6 +34,7 @@ type Status struct {
 type Node struct {
 	ID        string     `json:"id"`
 	Addr      string     `json:"addr"`
+	S3        string     `json:"s3,omitempty"` // the node's S3-compatible API
 	Up        bool       `json:"up"`
 	LastSeen  time.Time  `json:"lastSeen"`
 	RSS       int64      `json:"rss"`

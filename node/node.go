@@ -29,6 +29,7 @@ import (
 	"github.com/handoff-dev/handoff/pki"
 	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
+	"github.com/handoff-dev/handoff/store/local"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/xfer"
 )
@@ -69,6 +70,12 @@ type Config struct {
 	// in the clear (sendfile) once TLS has authenticated both ends: right
 	// for loopback and private networks, twice as fast (see peerlink).
 	PeerEncrypt bool
+	// StoreMemory is the memory budget of the node's share of the store
+	// (default: an eighth of the machine's memory); it spills to Dir.
+	StoreMemory int64
+	// S3Listen is the address of the node's S3-compatible API (default
+	// 127.0.0.1:0).
+	S3Listen string
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -85,6 +92,7 @@ type Heartbeat struct {
 	Addr     string `json:"addr"`
 	Boot     string `json:"boot"` // changes every time the agent starts
 	WireAddr string `json:"wireAddr,omitempty"`
+	S3Addr   string `json:"s3Addr,omitempty"` // the node's S3-compatible API
 	// Holder is the name this agent incarnation signs references with
 	// (its id and boot), PeerAddr where members pull from it, Adopted the
 	// holders whose buffers it took over from draining members.
@@ -119,6 +127,8 @@ type Agent struct {
 	leases  *leaser
 	runs    *runs
 	link    *peerlink.Client // streams to other members; nil without a cluster identity
+	store   *local.Store     // the node's share of the ephemeral store
+	s3      http.Handler     // the S3-compatible API over store
 	member  *pki.Member      // the cluster identity, nil without Config.TLS
 	holder  string           // the holder name in references this agent signs
 	ctx     context.Context  // done when Run stops
@@ -127,6 +137,7 @@ type Agent struct {
 	localLn net.Listener
 	wireLn  net.Listener
 	peerLn  net.Listener // nil without a cluster identity
+	s3Ln    net.Listener
 
 	mu        sync.Mutex // guards all following fields
 	instances map[string]*supervisor.Instance
@@ -173,6 +184,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.leases = l
 	a.runs = newRuns(a)
+	if err := a.setupStore(); err != nil {
+		return nil, err
+	}
 	if a.member != nil {
 		a.link = &peerlink.Client{TLS: a.member.ClientConfig(""), Clear: !cfg.PeerEncrypt}
 	}
@@ -222,6 +236,21 @@ func (a *Agent) Listen() error {
 		}
 		a.peerLn = pln
 	}
+	sl := a.cfg.S3Listen
+	if sl == "" {
+		sl = "127.0.0.1:0"
+	}
+	sln, err := net.Listen("tcp", sl)
+	if err != nil {
+		ln.Close()
+		lln.Close()
+		wln.Close()
+		if a.peerLn != nil {
+			a.peerLn.Close()
+		}
+		return fmt.Errorf("node %s: S3 listener on %s: %w", a.cfg.ID, sl, err)
+	}
+	a.s3Ln = sln
 	return nil
 }
 
@@ -250,6 +279,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopSweep := a.sweepBuffers()
 	defer stopSweep()
+	stopS3 := a.serveS3()
+	defer stopS3()
 	go a.leases.run(runCtx)
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
 
@@ -419,6 +450,7 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	}
 	sort.Strings(vars)
 	vars = append(vars, "HANDOFF_FD="+fdSock)
+	vars = append(vars, a.storeEnv()...)
 	vars = append(vars, env...)
 	cfg := supervisor.Config{
 		ID:           id,

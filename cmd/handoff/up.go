@@ -162,6 +162,8 @@ func cmdNode(args []string) error {
 	bufferMem := fs.String("buffer-memory", "", "memory budget of payload buffers (default: a quarter of the machine's memory)")
 	encrypt := fs.Bool("peer-encrypt", false, "keep payloads inside TLS between nodes (off: clear after mutual TLS authentication, for loopback and private networks)")
 	spill := fs.String("spill-dir", "", `where buffers go when the memory budget is full (default DIR/spill; "-" to wait and then refuse instead)`)
+	storeMem := fs.String("store-memory", "", "memory budget of the node's share of the store (default: an eighth of the machine's memory)")
+	s3Listen := fs.String("s3-listen", "127.0.0.1:0", "address of the node's S3-compatible API")
 	var tlsFiles pki.Files
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "cluster CA certificate (PEM)")
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "this node's certificate (PEM)")
@@ -184,6 +186,14 @@ func cmdNode(args []string) error {
 		}
 		budget = int64(n)
 	}
+	var storeBudget int64
+	if *storeMem != "" {
+		n, err := spec.ParseBytes(*storeMem)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--store-memory %q: give a size such as 4Gi", *storeMem)
+		}
+		storeBudget = int64(n)
+	}
 	b, err := os.ReadFile(*tokenFile)
 	if err != nil {
 		return fmt.Errorf("cluster token: %w", err)
@@ -201,7 +211,8 @@ func cmdNode(args []string) error {
 		servePprof(log, n)
 	}
 	a, err := node.New(node.Config{AdminToken: admin, ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
-		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen})
+		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen,
+		StoreMemory: storeBudget, S3Listen: *s3Listen})
 	if err != nil {
 		return err
 	}
