@@ -31,6 +31,7 @@ demo: deps-bench build
 bench: deps-bench build
 	$(BIN) bench transfer --out bench-results
 	$(BIN) bench invoke --out bench-results
+	$(BIN) bench pipeline --out bench-results
 
 # fuzz runs every fuzz target of the module, one after the other, for a
 # short while each (FUZZTIME=1m for longer).
