@@ -81,7 +81,7 @@ func pipelineBars(r PipelineResult) []report.Bar {
 		bars = append(bars, report.Bar{
 			Bar:    fmt.Sprintf("%s stream across nodes: node agent %s peak RSS ≤ its buffers + 64 MiB (MiB)", bench.FormatSize(r.Memory.Bytes), a.Node),
 			Series: "rss-" + a.Node,
-			Measured: fmt.Sprintf("peak %s (idle %s); %d channel ends × %d × %s = %s buffers",
+			Measured: fmt.Sprintf("peak %s (idle %s); %d channel end(s) × %d × %s = %s buffers",
 				formatBytes(peak), formatBytes(a.Idle), a.Ends, r.Memory.BufferCount, bench.FormatSize(r.Memory.BufferSize), bench.FormatSize(a.Buffers)),
 			Worst: float64(peak) / float64(bench.MiB), Want: float64(a.Allowed) / float64(bench.MiB), Met: peak <= a.Allowed,
 		})
@@ -281,7 +281,7 @@ func writeMemoryPNG(path string, m MemoryResult) error {
 		}
 		l.Color, l.Width = plotutil.Color(i), vg.Points(1.5)
 		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (%d ends)", a.Node, a.Ends), l)
+		p.Legend.Add(fmt.Sprintf("%s (%d channel end(s))", a.Node, a.Ends), l)
 		allowed := float64(a.Allowed) / float64(bench.MiB)
 		top = math.Max(top, allowed)
 		bar, err := plotter.NewLine(plotter.XYs{{X: 0, Y: allowed}, {X: xys[len(xys)-1].X, Y: allowed}})

@@ -24,6 +24,7 @@ import (
 	"github.com/handoff-dev/handoff/bench/procstat"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/stream"
+	"github.com/handoff-dev/handoff/workflow"
 )
 
 // The stream series.
@@ -179,7 +180,11 @@ func rawTCP(ctx context.Context, bin string, n int64) (flow.Tally, error) {
 // harness's time from StartRun to seeing the run ended (polled every
 // 10 ms). A run that did not succeed is an error.
 func runWorkflow(ctx context.Context, c *api.Client, yaml string) (api.Run, time.Duration, error) {
-	name := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(yaml, "\n", 2)[0], "name:"))
+	wf, err := workflow.Parse([]byte(yaml))
+	if err != nil {
+		return api.Run{}, 0, err
+	}
+	name := wf.Name
 	if err := c.PutWorkflow(ctx, name, []byte(yaml)); err != nil {
 		return api.Run{}, 0, fmt.Errorf("put workflow %s: %w", name, err)
 	}
@@ -366,13 +371,9 @@ func (e Env) measureExample(ctx context.Context, p *pipelinePlatform, n int64) (
 			return ExampleResult{}, err
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(e.Repo, "examples", "pipeline", "pipeline.yaml"))
+	yaml, err := exampleYAML(e.Repo, n)
 	if err != nil {
 		return ExampleResult{}, err
-	}
-	yaml := strings.Replace(string(b), "bytes: 1Gi", fmt.Sprintf("bytes: \"%d\"", n), 1)
-	if yaml == string(b) {
-		return ExampleResult{}, errors.New("bench: examples/pipeline/pipeline.yaml no longer sets bytes: 1Gi; update the benchmark")
 	}
 	fmt.Fprintf(e.Log, "measuring examples/pipeline on %s\n", bench.FormatSize(n))
 	r, took, err := runWorkflow(ctx, p.Client, yaml)
@@ -381,6 +382,19 @@ func (e Env) measureExample(ctx context.Context, p *pipelinePlatform, n int64) (
 	}
 	fmt.Fprintf(e.Log, "  examples/pipeline %s in %s: %s\n", bench.FormatSize(n), bench.FormatDuration(took), bench.FormatThroughput(float64(n)/took.Seconds()))
 	return ExampleResult{Bytes: n, Elapsed: took, Prepare: r.Prepare, Placement: placementOf(r)}, nil
+}
+
+// exampleYAML is examples/pipeline/pipeline.yaml with n bytes of input.
+func exampleYAML(repo string, n int64) (string, error) {
+	b, err := os.ReadFile(filepath.Join(repo, "examples", "pipeline", "pipeline.yaml"))
+	if err != nil {
+		return "", err
+	}
+	yaml := strings.Replace(string(b), "bytes: 1Gi", fmt.Sprintf("bytes: \"%d\"", n), 1)
+	if yaml == string(b) {
+		return "", errors.New("bench: examples/pipeline/pipeline.yaml no longer sets bytes: 1Gi; update the benchmark")
+	}
+	return yaml, nil
 }
 
 // memoryYAML is the bounded-memory run: three stages on three node agents,

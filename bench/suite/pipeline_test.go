@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/handoff-dev/handoff/bench/baseline"
+	"github.com/handoff-dev/handoff/workflow"
 )
 
 // TestPipelineQuick runs `handoff bench pipeline --quick`: two platforms,
@@ -56,6 +57,25 @@ func TestPipelineQuick(t *testing.T) {
 	for _, f := range []string{"pipeline.md", "pipeline.png"} {
 		if st, err := os.Stat(filepath.Join(e.Out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("report %s missing or empty", f)
+		}
+	}
+}
+
+// TestPipelineWorkflows checks that every workflow the benchmark runs
+// parses, examples/pipeline's among them (a quick run leaves it out).
+func TestPipelineWorkflows(t *testing.T) {
+	repo, _ := filepath.Abs("../..")
+	ex, err := exampleYAML(repo, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, y := range []string{ex, streamYAML(1 << 20), stagedYAML(1 << 20), memoryYAML(1 << 20)} {
+		wf, err := workflow.Parse([]byte(y))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, y)
+		}
+		if wf.Stages[0].Params["bytes"] != "1048576" {
+			t.Errorf("workflow %s: first stage params %v, want bytes 1048576", wf.Name, wf.Stages[0].Params)
 		}
 	}
 }
