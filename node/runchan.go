@@ -83,18 +83,38 @@ func (rs *runs) openChannels(ctx context.Context, ru *run) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	// Every incoming stream is registered before any outgoing one is
+	// dialed: two nodes dialing each other's channels must never wait on
+	// each other.
+	var dials []func() error
 	for _, id := range ids {
-		if err := rs.openChannel(ctx, ru, chans[id]); err != nil {
+		dial, err := rs.openChannel(ru, chans[id])
+		if err != nil {
 			return fmt.Errorf("channel %s: %w", id, err)
 		}
+		if dial != nil {
+			dials = append(dials, func() error { return dial(ctx) })
+		}
 	}
-	return nil
+	errs := make(chan error, len(dials))
+	for _, d := range dials {
+		go func() { errs <- d() }()
+	}
+	var all []error
+	for range dials {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
 }
 
-func (rs *runs) openChannel(ctx context.Context, ru *run, e *chanEnds) error {
+// openChannel makes the channel's ends on this node; dial, when not nil,
+// connects its outgoing cross-node stream.
+func (rs *runs) openChannel(ru *run, e *chanEnds) (dial func(context.Context) error, err error) {
 	r, w, _, err := stream.Pipe(int(e.ch.Buffer))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch e.ch.Mode {
 	case xfer.Stream:
@@ -105,7 +125,12 @@ func (rs *runs) openChannel(ctx context.Context, ru *run, e *chanEnds) error {
 		case e.prod != nil:
 			e.prod.setEnd(e.out, w)
 			ru.keep(r)
-			return rs.dialStream(ctx, ru, e.ch, r)
+			return func(ctx context.Context) error {
+				if err := rs.dialStream(ctx, ru, e.ch, r); err != nil {
+					return fmt.Errorf("channel %s: %w", e.ch.ID, err)
+				}
+				return nil
+			}, nil
 		default:
 			e.cons.setEnd(e.in, r)
 			ru.keep(w)
@@ -121,11 +146,11 @@ func (rs *runs) openChannel(ctx context.Context, ru *run, e *chanEnds) error {
 			if err != nil {
 				r.Close()
 				w.Close()
-				return err
+				return nil, err
 			}
 			rs.collectOutput(ru, e.prod, e.out, e.ch, r2, w2)
 			rs.awaitFeed(ru, e.cons, e.in, e.ch, r, w)
-			return nil
+			return nil, nil
 		}
 		if e.prod != nil {
 			rs.collectOutput(ru, e.prod, e.out, e.ch, r, w)
@@ -135,9 +160,9 @@ func (rs *runs) openChannel(ctx context.Context, ru *run, e *chanEnds) error {
 	default:
 		r.Close()
 		w.Close()
-		return fmt.Errorf("mode %q is not run by node agents yet; pin stream, ref or inline", e.ch.Mode)
+		return nil, fmt.Errorf("mode %q is not run by node agents yet; pin stream, ref or inline", e.ch.Mode)
 	}
-	return nil
+	return nil, nil
 }
 
 // collectOutput gives the producer the write end and reads the read end to
