@@ -95,4 +95,11 @@ var (
 
 	// ErrClosed means the backend was closed.
 	ErrClosed = errors.New("store: closed")
+
+	// ErrUnavailable means a part of the cluster the store needs cannot
+	// be reached: the metadata service in the control plane, or the node
+	// agents an object's replicas need. Nothing was changed by the failed
+	// call, or the change is unknown; retry once the control plane and
+	// enough node agents are up.
+	ErrUnavailable = errors.New("store: metadata service or node agents unreachable; retry once the control plane and node agents are up")
 )

@@ -89,7 +89,16 @@ type PutOptions struct {
 	TTL time.Duration
 	// MD5, if set, is the digest the body must have (Content-MD5).
 	MD5 []byte
+	// Replicas is how many node agents hold each block of the object: 0
+	// or 1, one (the default: the object is lost with that node agent);
+	// 2 or more, that many different node agents, so that losing one
+	// loses nothing. A Put that cannot place every copy fails. At most
+	// MaxReplicas.
+	Replicas int
 }
+
+// MaxReplicas is the most copies of an object's blocks a Put may ask for.
+const MaxReplicas = 3
 
 // PartOptions are the optional attributes of an UploadPart.
 type PartOptions struct {

@@ -48,6 +48,11 @@ type Block struct {
 	ID   blocks.ID `json:"id"`
 	Size int64     `json:"n"`
 	CRC  uint32    `json:"crc"`
+	// Holders names the node agent incarnations that hold a copy (their
+	// holder names, "n1-<boot>"), first the one that wrote it. Empty in
+	// the records of a single node's store (and in records written before
+	// the store spread over nodes): the block is the node's own.
+	Holders []string `json:"h,omitempty"`
 }
 
 // Object is an object's description and block list.
@@ -523,6 +528,7 @@ type uploadRecord struct {
 	ContentType string            `json:"ct,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	TTL         time.Duration     `json:"ttl,omitempty"`
+	Replicas    int               `json:"rep,omitempty"`
 }
 
 type partRecord struct {
@@ -546,7 +552,7 @@ func (db *DB) CreateUpload(bucket, key string, opts store.PutOptions) (Upload, e
 		if err != nil {
 			return err
 		}
-		rec := uploadRecord{Key: key, Initiated: u.Initiated, ContentType: opts.ContentType, Meta: opts.Meta, TTL: opts.TTL}
+		rec := uploadRecord{Key: key, Initiated: u.Initiated, ContentType: opts.ContentType, Meta: opts.Meta, TTL: opts.TTL, Replicas: opts.Replicas}
 		if err := put(ups, []byte(u.ID), rec); err != nil {
 			return err
 		}
@@ -588,7 +594,7 @@ func (db *DB) Upload(bucket, key, id string) (Upload, error) {
 	err := db.view(func(tx *bolt.Tx) error {
 		_, rec, _, err := upload(tx, bucket, key, id)
 		u = Upload{ID: id, Bucket: bucket, Key: key, Initiated: rec.Initiated,
-			Opts: store.PutOptions{ContentType: rec.ContentType, Meta: rec.Meta, TTL: rec.TTL}}
+			Opts: store.PutOptions{ContentType: rec.ContentType, Meta: rec.Meta, TTL: rec.TTL, Replicas: rec.Replicas}}
 		return err
 	})
 	return u, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/handoff-dev/handoff/clock"
 	"github.com/handoff-dev/handoff/store"
 	"github.com/handoff-dev/handoff/store/blocks"
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -64,7 +66,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Size != 5 || got.ContentType != "image/jpeg" || got.Meta["owner"] != "ana" || got.Blocks[0] != o.Blocks[0] || !got.Modified.Equal(t0) {
+	if got.Size != 5 || got.ContentType != "image/jpeg" || got.Meta["owner"] != "ana" || !reflect.DeepEqual(got.Blocks, o.Blocks) || !got.Modified.Equal(t0) {
 		t.Fatalf("object after reopen: %+v", got)
 	}
 	parts, err := db.Parts("photos", "big.bin", up.ID, store.ListPartsOptions{})
@@ -117,7 +119,7 @@ func TestReplaceReturnsOldBlocks(t *testing.T) {
 	a := obj("bkt", "k", 1)
 	db.PutObject(a)
 	_, old, err := db.PutObject(obj("bkt", "k", 2))
-	if err != nil || len(old) != 1 || old[0] != a.Blocks[0] {
+	if err != nil || !reflect.DeepEqual(old, a.Blocks) {
 		t.Fatalf("replace returned %v, %v", old, err)
 	}
 }
@@ -218,7 +220,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("list hides expired: %v", keys(res))
 	}
 	freed, n, err := db.DeleteExpired(100)
-	if err != nil || n != 1 || len(freed) != 1 || freed[0] != short.Blocks[0] {
+	if err != nil || n != 1 || !reflect.DeepEqual(freed, short.Blocks) {
 		t.Fatalf("sweep: %v %d %v", freed, n, err)
 	}
 	// Replacing an object drops its old expiry.
@@ -282,7 +284,7 @@ func TestCompleteUpload(t *testing.T) {
 	if o.Size != 40 || len(o.Blocks) != 2 || o.ContentType != "text/plain" || !o.Expires.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("object %+v", o)
 	}
-	if len(freed) != 1 || freed[0] != parts[2].Blocks[0] {
+	if !reflect.DeepEqual(freed, parts[2].Blocks) {
 		t.Fatalf("freed %v, want part 2's block", freed)
 	}
 	if _, err := db.Upload("bkt", "big", up.ID); !errors.Is(err, store.ErrNoSuchUpload) {
@@ -315,5 +317,34 @@ func TestClosed(t *testing.T) {
 	db.Close()
 	if err := db.CreateBucket("bkt"); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("after close: %v", err)
+	}
+}
+
+// TestHoldersRoundTrip checks that a block's holders are kept, and that a
+// record written before blocks named their holders still reads, with none.
+func TestHoldersRoundTrip(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "store.db"), clock.NewFake(t0))
+	if err := db.CreateBucket("b-1"); err != nil {
+		t.Fatal(err)
+	}
+	o := obj("b-1", "new", 5)
+	o.Blocks[0].Holders = []string{"n1-abc", "n2-def"}
+	if _, _, err := db.PutObject(o); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Object("b-1", "new")
+	if err != nil || !slices.Equal(got.Blocks[0].Holders, []string{"n1-abc", "n2-def"}) {
+		t.Fatalf("holders read back as %+v, %v", got.Blocks, err)
+	}
+	// A record as the single-node store wrote it before holders existed.
+	old := `{"size":5,"etag":"x","mod":"2026-03-01T12:00:00Z","blocks":[{"id":"00112233445566778899aabbccddeeff","n":5,"crc":7}]}`
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketObjects).Bucket([]byte("b-1")).Put([]byte("old"), []byte(old))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = db.Object("b-1", "old")
+	if err != nil || len(got.Blocks) != 1 || got.Blocks[0].Holders != nil || got.Blocks[0].CRC != 7 || got.Blocks[0].ID.String() != "00112233445566778899aabbccddeeff" {
+		t.Fatalf("old record read as %+v, %v", got.Blocks, err)
 	}
 }
