@@ -120,6 +120,7 @@ type Server struct {
 
 	runsMu sync.Mutex // guards runs; never held with mu
 	runs   map[string]*runState
+	active sync.WaitGroup // runs being executed
 }
 
 // function is a deployed function and its runtime state.
@@ -233,6 +234,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if e := srv.Shutdown(dctx); e != nil {
 		s.log.Warn("drain incomplete", "err", e)
 	}
+	// No run starts after the gateway stopped; end those under way.
+	s.cancelRuns(dctx)
 	stopBG()
 	<-asyncDone
 	wg.Wait()

@@ -240,9 +240,34 @@ func (s *Server) startRun(wf *workflow.Workflow, input []byte) (*runState, error
 	prep := s.prepareRequests(rs, fns, peers, input)
 	s.runsMu.Lock()
 	s.runs[rs.status.ID] = rs
+	s.active.Add(1)
 	s.runsMu.Unlock()
-	go s.execute(rs, prep)
+	go func() {
+		defer s.active.Done()
+		s.execute(rs, prep)
+	}()
 	return rs, nil
+}
+
+// cancelRuns cancels every run in progress, as the platform shuts down,
+// and waits (until ctx ends) for them to end on their nodes and be stored.
+func (s *Server) cancelRuns(ctx context.Context) {
+	s.runsMu.Lock()
+	for _, rs := range s.runs {
+		rs.mu.Lock()
+		if !rs.status.Done() {
+			rs.status.State = "canceling"
+		}
+		rs.mu.Unlock()
+		rs.cancel()
+	}
+	s.runsMu.Unlock()
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 func contains(l []string, s string) bool {

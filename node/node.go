@@ -282,6 +282,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopS3 := a.serveS3()
 	defer stopS3()
 	go a.leases.run(runCtx)
+	go a.runs.sweep(runCtx)
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
 
 	hbDone := make(chan struct{})

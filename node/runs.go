@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoff-dev/handoff/fdpass"
@@ -152,6 +153,7 @@ type run struct {
 	inbound    map[string]*inbound // cross-node streams awaited, by channel id
 	closers    []io.Closer         // relays' ends, closed when the run ends
 	mu         sync.Mutex          // guards closers
+	touched    atomic.Int64        // unix nanos of the runner's last call
 }
 
 func (r *run) keep(c io.Closer) {
@@ -238,10 +240,45 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
+// get finds a run; every call from the runner keeps it alive (see sweep).
 func (rs *runs) get(id string) *run {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.byID[id]
+	ru := rs.byID[id]
+	if ru != nil {
+		ru.touched.Store(time.Now().UnixNano())
+	}
+	return ru
+}
+
+// abandoned is how long a run may go without a call from its runner
+// (which polls progress twice a second) before the node ends it: its
+// control plane died or forgot it, and its instances would run for ever.
+const abandoned = 3 * time.Minute
+
+// sweep ends abandoned runs every few seconds until ctx is done.
+func (rs *runs) sweep(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var old []*run
+		rs.mu.Lock()
+		for _, ru := range rs.byID {
+			if time.Since(time.Unix(0, ru.touched.Load())) > abandoned {
+				old = append(old, ru)
+			}
+		}
+		rs.mu.Unlock()
+		for _, ru := range old {
+			rs.a.log.Warn("ending a workflow run its control plane abandoned", "run", ru.id)
+			rs.end(ru)
+		}
+	}
 }
 
 func (rs *runs) handlePrepare(w http.ResponseWriter, r *http.Request) {
@@ -258,6 +295,7 @@ func (rs *runs) handlePrepare(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(rs.a.ctx)
 	ru := &run{id: id, secret: req.Secret, ctx: ctx, cancel: cancel, tasks: map[string]*task{},
 		feeds: map[string]*feedEnd{}, inbound: map[string]*inbound{}}
+	ru.touched.Store(time.Now().UnixNano())
 	rs.mu.Lock()
 	if rs.byID[id] != nil {
 		rs.mu.Unlock()
