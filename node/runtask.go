@@ -217,7 +217,7 @@ func (rs *runs) invokeHTTP(ctx context.Context, t *task, inst *supervisor.Instan
 			inFiles = append(inFiles, f)
 			readers = append(readers, stream.NewReader(f))
 		}
-		body = &countReader{r: io.MultiReader(readers...), n: &in, t: t, in: true}
+		body = &countReader{r: io.MultiReader(readers...), n: &in, t: t}
 	}
 	defer func() {
 		for _, f := range inFiles {
@@ -360,11 +360,11 @@ func lineKey(line []byte) []byte {
 	return line
 }
 
+// countReader counts an http stage's input for its result and progress.
 type countReader struct {
-	r  io.Reader
-	n  *atomic.Int64
-	t  *task
-	in bool
+	r io.Reader
+	n *atomic.Int64
+	t *task
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
@@ -376,6 +376,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// countWriter counts an http stage's output for its progress.
 type countWriter struct {
 	w io.Writer
 	t *task
