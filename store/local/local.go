@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -22,10 +21,20 @@ import (
 
 // Config sets up a Store.
 type Config struct {
-	// Dir holds the metadata database (store.db). Required; created if
-	// absent.
+	// Dir holds the metadata database (store.db). Required unless Meta is
+	// set; created if absent.
 	Dir string
-	// Memory is the memory tier's budget in bytes. Required, > 0.
+	// Meta, if set, is the metadata service to use instead of a database
+	// in Dir: in a cluster, the control plane's (package store/metarpc).
+	// The store closes it on Close. Objects whose blocks are gone are then
+	// kept and read as store.ErrLost, as other node agents may hold them.
+	Meta Meta
+	// Blocks, if set, is the block tier to use instead of one made from
+	// Memory, SpillDir and Disk: in a cluster, blocks spread over node
+	// agents (package store/spread). The store closes it on Close.
+	Blocks Blocks
+	// Memory is the memory tier's budget in bytes. Required, > 0, unless
+	// Blocks is set.
 	Memory int64
 	// SpillDir is the disk tier's directory; empty: no disk tier, and a
 	// full memory tier refuses writes with store.ErrQuota.
@@ -56,24 +65,26 @@ type Config struct {
 // their memory back.
 const sweepEvery = time.Second
 
-// Store is the store.Backend of one node agent: metadata in a meta.DB,
-// bytes in a blocks.Store. It is safe for concurrent use.
+// Store is the store.Backend of a node agent: metadata in a Meta (a
+// meta.DB of its own, or the control plane's), bytes in a Blocks tier
+// (its own blocks.Store, or blocks spread over node agents). It is safe
+// for concurrent use.
 type Store struct {
 	cfg    Config // defaults filled in; read-only after Open
-	meta   *meta.DB
-	blocks *blocks.Store
+	meta   Meta
+	blocks Blocks
 	stop   chan struct{}
 	swept  sync.WaitGroup
 
-	// mu guards the pins: blocks that open readers use, and blocks freed
-	// while pinned, which are dropped when their last reader closes.
-	// Blocks are deleted under mu, so a reader that pins a block and then
-	// finds it held keeps it until it unpins. Lock order: mu, then the
-	// block tier's own lock; mu is never held while calling meta or
-	// copying bytes.
+	// mu guards the pins: blocks that open readers on this node use, and
+	// blocks freed while pinned, which are dropped when their last reader
+	// closes. Pins are per node: a delete made through another node agent
+	// frees the blocks at once, and a reader here then fails with
+	// store.ErrLost. mu is never held while calling meta or the block
+	// tier, or copying bytes.
 	mu     sync.Mutex
 	pins   map[blocks.ID]int
-	doomed map[blocks.ID]bool
+	doomed map[blocks.ID]meta.Block
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -81,9 +92,10 @@ var _ store.Backend = (*Store)(nil)
 // Open opens the node's store. Metadata persists in cfg.Dir; blocks do
 // not survive a restart, so Open drops the objects and uploads whose
 // blocks are gone (all of them, after a restart of the node agent) and
-// keeps the buckets.
+// keeps the buckets. With cfg.Meta set, Open uses that instead and drops
+// nothing.
 func Open(cfg Config) (*Store, error) {
-	if cfg.Dir == "" {
+	if cfg.Dir == "" && cfg.Meta == nil {
 		return nil, fmt.Errorf("%w: Config.Dir is empty; name a directory for the store's metadata", store.ErrInvalidArgument)
 	}
 	if cfg.BlockSize <= 0 {
@@ -98,25 +110,37 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	bs := cfg.Blocks
+	if bs == nil {
+		b, err := blocks.New(blocks.Config{Memory: cfg.Memory, SpillDir: cfg.SpillDir, Disk: cfg.Disk, MaxBlock: cfg.BlockSize})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", store.ErrInvalidArgument, err)
+		}
+		bs = NodeTier{b}
 	}
-	bs, err := blocks.New(blocks.Config{Memory: cfg.Memory, SpillDir: cfg.SpillDir, Disk: cfg.Disk, MaxBlock: cfg.BlockSize})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", store.ErrInvalidArgument, err)
-	}
-	db, err := meta.Open(filepath.Join(cfg.Dir, "store.db"), meta.Options{Clock: cfg.Clock, NoSync: !cfg.SyncMeta})
-	if err != nil {
-		bs.Close()
-		return nil, err
+	md := cfg.Meta
+	var own *meta.DB
+	if md == nil {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			bs.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		db, err := meta.Open(filepath.Join(cfg.Dir, "store.db"), meta.Options{Clock: cfg.Clock, NoSync: !cfg.SyncMeta})
+		if err != nil {
+			bs.Close()
+			return nil, err
+		}
+		md, own = db, db
 	}
 	s := &Store{
-		cfg: cfg, meta: db, blocks: bs, stop: make(chan struct{}),
-		pins: make(map[blocks.ID]int), doomed: make(map[blocks.ID]bool),
+		cfg: cfg, meta: md, blocks: bs, stop: make(chan struct{}),
+		pins: make(map[blocks.ID]int), doomed: make(map[blocks.ID]meta.Block),
 	}
-	if err := s.dropLost(); err != nil {
-		s.Close()
-		return nil, err
+	if own != nil {
+		if err := s.dropLost(own); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	if _, real := cfg.Clock.(clock.Real); real {
 		s.swept.Add(1)
@@ -126,13 +150,14 @@ func Open(cfg Config) (*Store, error) {
 }
 
 // dropLost deletes the objects with a block the block tier does not
-// hold, and aborts every upload (a fresh block tier holds no parts).
-func (s *Store) dropLost() error {
+// hold, and aborts every upload (a fresh block tier holds no parts). Only
+// a store with its own metadata does this: it is then the only holder.
+func (s *Store) dropLost(db *meta.DB) error {
 	type ref struct{ bucket, key string }
 	var lost []ref
-	err := s.meta.ForEachObject(func(o meta.Object) error {
+	err := db.ForEachObject(func(o meta.Object) error {
 		for _, b := range o.Blocks {
-			if !s.blocks.Has(b.ID) {
+			if s.blocks.Check(b) != nil {
 				lost = append(lost, ref{o.Bucket, o.Key})
 				break
 			}
@@ -147,7 +172,7 @@ func (s *Store) dropLost() error {
 			return err
 		}
 	}
-	ups, err := s.meta.Uploads()
+	ups, err := db.Uploads()
 	if err != nil {
 		return err
 	}
@@ -189,7 +214,7 @@ func (s *Store) Sweep() (int, error) {
 	}
 }
 
-// Stats returns the block tier's gauges and counters.
+// Stats returns the gauges and counters of this node's block tier.
 func (s *Store) Stats() blocks.Stats { return s.blocks.Stats() }
 
 // Close stops the sweeper and closes the metadata and the block tier,
@@ -236,7 +261,7 @@ type written struct {
 
 // writeBlocks cuts r into blocks and puts them in the block tier. On any
 // failure it frees what it put and returns the error; nothing is kept.
-func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte) (w written, err error) {
+func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int) (w written, err error) {
 	if size > s.cfg.MaxPut {
 		return w, fmt.Errorf("%w: %d bytes, over the limit of %d", store.ErrTooLarge, size, s.cfg.MaxPut)
 	}
@@ -266,7 +291,7 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 		}
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			kept, err := s.putBlock(&w, h, buf[:n])
+			kept, err := s.putBlock(ctx, &w, h, buf[:n], replicas)
 			if err != nil {
 				return w, err
 			}
@@ -298,7 +323,7 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 // says whether the tier kept data itself (then the caller needs a new
 // buffer). A short block that would pin a much larger buffer is copied
 // first, so the memory tier holds what it accounts for.
-func (s *Store) putBlock(w *written, h hash.Hash, data []byte) (kept bool, err error) {
+func (s *Store) putBlock(ctx context.Context, w *written, h hash.Hash, data []byte, replicas int) (kept bool, err error) {
 	h.Write(data)
 	if slack := cap(data) - len(data); slack > len(data)/8+64 {
 		data = bytes.Clone(data)
@@ -307,67 +332,76 @@ func (s *Store) putBlock(w *written, h hash.Hash, data []byte) (kept bool, err e
 		data = data[:len(data):len(data)]
 		kept = true
 	}
-	id := blocks.NewID()
-	info, err := s.blocks.Put(id, data)
+	b, held, err := s.blocks.Put(ctx, blocks.NewID(), data, replicas)
 	if err != nil {
-		if errors.Is(err, blocks.ErrFull) {
-			return false, fmt.Errorf("%w: %v", store.ErrQuota, err)
-		}
-		return false, fmt.Errorf("store: %w", err)
+		return false, err
 	}
-	w.blocks = append(w.blocks, meta.Block{ID: id, Size: int64(info.Size), CRC: info.Checksum})
-	w.size += int64(info.Size)
-	return kept && !info.Spilled, nil
+	w.blocks = append(w.blocks, b)
+	w.size += b.Size
+	return kept && held, nil
 }
 
 // free deletes blocks no object refers to any more; those an open reader
-// uses go when it closes.
+// here uses go when it closes.
 func (s *Store) free(bl []meta.Block) {
 	if len(bl) == 0 {
 		return
 	}
+	now := make([]meta.Block, 0, len(bl))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, b := range bl {
 		if s.pins[b.ID] > 0 {
-			s.doomed[b.ID] = true
+			s.doomed[b.ID] = b
 			continue
 		}
-		s.blocks.Delete(b.ID) // ErrNotFound: already gone with a lost node
+		now = append(now, b)
 	}
+	s.mu.Unlock()
+	s.blocks.Delete(now)
 }
 
-// pin marks blocks in use by a reader and reports whether the block tier
-// still holds them all; when not, it unpins them again.
-func (s *Store) pin(bl []meta.Block) bool {
+// pin marks blocks in use by a reader and checks that the block tier can
+// still read them all; when not, it unpins them again and says why.
+func (s *Store) pin(bl []meta.Block) error {
 	s.mu.Lock()
 	for _, b := range bl {
 		s.pins[b.ID]++
 	}
 	s.mu.Unlock()
 	for _, b := range bl {
-		if !s.blocks.Has(b.ID) {
+		if err := s.blocks.Check(b); err != nil {
 			s.unpin(bl)
-			return false
+			return err
 		}
 	}
-	return true
+	return nil
 }
 
 func (s *Store) unpin(bl []meta.Block) {
+	var drop []meta.Block
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, b := range bl {
 		s.pins[b.ID]--
 		if s.pins[b.ID] > 0 {
 			continue
 		}
 		delete(s.pins, b.ID)
-		if s.doomed[b.ID] {
+		if d, ok := s.doomed[b.ID]; ok {
 			delete(s.doomed, b.ID)
-			s.blocks.Delete(b.ID)
+			drop = append(drop, d)
 		}
 	}
+	s.mu.Unlock()
+	s.blocks.Delete(drop)
+}
+
+// checkReplicas checks PutOptions.Replicas and returns how many copies
+// to make.
+func checkReplicas(n int) (int, error) {
+	if n < 0 || n > store.MaxReplicas {
+		return 0, fmt.Errorf("%w: %d replicas; ask for 1 to %d", store.ErrInvalidArgument, n, store.MaxReplicas)
+	}
+	return max(n, 1), nil
 }
 
 func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts store.PutOptions) (store.ObjectInfo, error) {
@@ -380,7 +414,11 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if opts.TTL < 0 {
 		return store.ObjectInfo{}, fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
 	}
-	w, err := s.writeBlocks(ctx, r, size, opts.MD5)
+	replicas, err := checkReplicas(opts.Replicas)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5, replicas)
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
@@ -410,6 +448,7 @@ func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo,
 }
 
 func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (*store.Object, error) {
+	var lost error
 	for range 3 {
 		o, err := s.meta.Object(bucket, key)
 		if err != nil {
@@ -421,14 +460,25 @@ func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (
 				return nil, err
 			}
 		}
-		if !s.pin(o.Blocks) {
+		if lost = s.pin(o.Blocks); lost != nil {
 			// Replaced or deleted since the lookup, or lost: look again.
 			continue
 		}
-		rd := &reader{s: s, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		// The body outlives the call (a mount reads it later), so its remote
+		// block reads keep ctx's values but not its cancellation; the
+		// block tier bounds each read itself.
+		rd := &reader{s: s, ctx: context.WithoutCancel(ctx), bucket: bucket, key: key, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		// Load the first block now, so that a lost or corrupt one fails
+		// the Get itself, before a front end has sent a status.
+		if n > 0 {
+			if err := rd.load(); err != nil {
+				rd.Close()
+				return nil, err
+			}
+		}
 		return &store.Object{Info: o.ObjectInfo, Offset: off, Length: n, Body: rd}, nil
 	}
-	return nil, fmt.Errorf("%w: %s/%s", store.ErrLost, bucket, key)
+	return nil, fmt.Errorf("%w (object %s/%s)", lost, bucket, key)
 }
 
 func (s *Store) Delete(ctx context.Context, bucket, key string) error {
@@ -448,6 +498,9 @@ func (s *Store) CreateUpload(ctx context.Context, bucket, key string, opts store
 	if opts.TTL < 0 {
 		return "", fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
 	}
+	if _, err := checkReplicas(opts.Replicas); err != nil {
+		return "", err
+	}
 	u, err := s.meta.CreateUpload(bucket, key, opts)
 	return u.ID, err
 }
@@ -456,10 +509,11 @@ func (s *Store) UploadPart(ctx context.Context, bucket, key, uploadID string, pa
 	if part < 1 || part > store.MaxParts {
 		return store.PartInfo{}, fmt.Errorf("%w: part number %d is outside 1 to %d", store.ErrInvalidPart, part, store.MaxParts)
 	}
-	if _, err := s.meta.Upload(bucket, key, uploadID); err != nil {
+	u, err := s.meta.Upload(bucket, key, uploadID)
+	if err != nil {
 		return store.PartInfo{}, err
 	}
-	w, err := s.writeBlocks(ctx, r, size, opts.MD5)
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5, max(u.Opts.Replicas, 1))
 	if err != nil {
 		return store.PartInfo{}, err
 	}

@@ -330,3 +330,28 @@ func TestMultipart(t *testing.T) {
 		t.Fatalf("memory %d after abort, want 700", st.MemoryBytes)
 	}
 }
+
+// TestReplicasOnOneNode checks that a single node's store refuses the
+// replicas it cannot place, and out-of-range counts, keeping nothing.
+func TestReplicasOnOneNode(t *testing.T) {
+	s := open(t, Config{})
+	body := payload(9, 10)
+	_, err := s.Put(ctx, "bkt", "r2", bytes.NewReader(body), 10, store.PutOptions{Replicas: 2})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("2 replicas on one node: %v", err)
+	}
+	if st := s.Stats(); st.Blocks != 0 {
+		t.Fatalf("a refused put kept %d blocks", st.Blocks)
+	}
+	for _, n := range []int{-1, store.MaxReplicas + 1} {
+		if _, err := s.Put(ctx, "bkt", "r", bytes.NewReader(body), 10, store.PutOptions{Replicas: n}); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("%d replicas: %v", n, err)
+		}
+		if _, err := s.CreateUpload(ctx, "bkt", "r", store.PutOptions{Replicas: n}); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("upload with %d replicas: %v", n, err)
+		}
+	}
+	if _, err := s.Put(ctx, "bkt", "r1", bytes.NewReader(body), 10, store.PutOptions{Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,12 +1,12 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 
-	"github.com/handoff-dev/handoff/store"
 	"github.com/handoff-dev/handoff/store/blocks"
 	"github.com/handoff-dev/handoff/store/meta"
 )
@@ -17,12 +17,14 @@ import (
 // the object's blocks until Close, so a concurrent delete or replace does
 // not pull them from under it.
 type reader struct {
-	s      *Store
-	blocks []meta.Block // the object's blocks
-	pinned []meta.Block // nil once Close has unpinned them
-	off    int64        // object offset of the next byte to return
-	left   int64        // bytes still to return
-	err    error        // sticky
+	s           *Store
+	ctx         context.Context // of the Get: remote block reads use it
+	bucket, key string
+	blocks      []meta.Block // the object's blocks
+	pinned      []meta.Block // nil once Close has unpinned them
+	off         int64        // object offset of the next byte to return
+	left        int64        // bytes still to return
+	err         error        // sticky
 
 	bi   int    // index in blocks of the block in cur
 	cur  []byte // verified bytes of block bi; nil if none loaded
@@ -55,18 +57,10 @@ func (r *reader) read(i int, base int64) error {
 		bp := scratchPool.Get().(*[]byte)
 		r.cur = (*bp)[:0]
 	}
-	data, info, err := r.s.blocks.Read(b.ID, r.cur[:0])
+	data, err := r.s.blocks.Read(r.ctx, b, r.cur[:0])
 	r.cur = data[:0]
-	switch {
-	case errors.Is(err, blocks.ErrChecksum):
-		return fmt.Errorf("%w: %v", store.ErrChecksum, err)
-	case errors.Is(err, blocks.ErrNotFound):
-		return fmt.Errorf("%w: %v", store.ErrLost, err)
-	case err != nil:
-		return fmt.Errorf("store: %w", err)
-	case info.Checksum != b.CRC || int64(info.Size) != b.Size:
-		return fmt.Errorf("%w: block %s holds %d bytes with CRC-32C %08x, the object recorded %d bytes with %08x",
-			store.ErrChecksum, b.ID, info.Size, info.Checksum, b.Size, b.CRC)
+	if err != nil {
+		return fmt.Errorf("%w (object %s/%s, bytes %d-%d)", err, r.bucket, r.key, base, base+b.Size-1)
 	}
 	r.cur, r.bi, r.base = data, i, base
 	return nil
