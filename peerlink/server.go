@@ -49,6 +49,8 @@ type Server struct {
 	Logger  *slog.Logger
 	// Streams takes workflow streams; nil refuses them.
 	Streams StreamHandler
+	// Blocks serves the store's blocks (block.go); nil refuses them.
+	Blocks BlockHandler
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]bool
@@ -129,6 +131,8 @@ func (s *Server) serveConn(raw net.Conn, cfg *tls.Config) {
 		case "stream":
 			s.stream(tc, raw, req)
 			return
+		case "block-get", "block-put", "block-del":
+			ok = s.block(tc, raw, req)
 		default:
 			ok = writeFrame(tc, Answer{Code: "bad_request", Error: fmt.Sprintf("peerlink: unknown op %q", req.Op)}) == nil
 		}
