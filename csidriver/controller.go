@@ -1,14 +1,11 @@
 package csidriver
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -21,24 +18,9 @@ import (
 	"github.com/handoff-dev/handoff/store"
 )
 
-// RegistryBucket holds one small object per volume the driver
-// provisioned (key: the volume id), with the name, capacity and
-// parameters it was created with. It lives in the store beside the
-// volumes, so the controller keeps no state of its own and any replica
-// of it sees the same volumes. It is never published.
-const RegistryBucket = "handoff-csi-volumes"
-
 // reservedParamPrefix marks the parameters Kubernetes' external
 // provisioner may pass through for itself; the driver ignores them.
 const reservedParamPrefix = "csi.storage.k8s.io/"
-
-// record is a provisioned volume as the registry keeps it.
-type record struct {
-	Name       string            `json:"name"`
-	Capacity   int64             `json:"capacity"`
-	Parameters map[string]string `json:"parameters,omitempty"`
-	Created    time.Time         `json:"created"`
-}
 
 // controller is the CSI Controller service.
 type controller struct {
@@ -136,22 +118,13 @@ func fits(capacity int64, r *csi.CapacityRange) bool {
 }
 
 // lookup reads a volume's registry record; nil if there is none.
-func (c controller) lookup(ctx context.Context, id string) (*record, error) {
-	obj, err := c.d.cfg.Backend.Get(ctx, RegistryBucket, id, nil)
-	if errors.Is(err, store.ErrNoSuchKey) || errors.Is(err, store.ErrNoSuchBucket) {
+func (c controller) lookup(id string) (*Record, error) {
+	r, ok, err := c.d.cfg.Registry.Get(id)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read the record of volume %s: %v", id, err)
+	}
+	if !ok {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, storeStatus(err, "read the record of volume %s", id)
-	}
-	defer obj.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(obj.Body, 1<<20))
-	if err != nil {
-		return nil, storeStatus(err, "read the record of volume %s", id)
-	}
-	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, status.Errorf(codes.Internal, "the record of volume %s in bucket %s is corrupt (%v); delete that object and the volume's bucket, then create the volume again", id, RegistryBucket, err)
 	}
 	return &r, nil
 }
@@ -180,7 +153,7 @@ func (c controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeReque
 
 	c.d.cmu.Lock()
 	defer c.d.cmu.Unlock()
-	rec, err := c.lookup(ctx, id)
+	rec, err := c.lookup(id)
 	if err != nil {
 		return nil, err
 	}
@@ -203,15 +176,11 @@ func (c controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeReque
 		} else if !errors.Is(err, store.ErrNoSuchBucket) {
 			return nil, storeStatus(err, "CreateVolume %q: look up bucket %s", name, id)
 		}
-		if err := b.CreateBucket(ctx, RegistryBucket); err != nil && !errors.Is(err, store.ErrBucketExists) {
-			return nil, storeStatus(err, "CreateVolume %q: create the volume registry bucket %s", name, RegistryBucket)
-		}
 		// The record goes first: a retry after a failure below finds it
 		// and finishes the bucket.
-		rec = &record{Name: name, Capacity: capacity, Parameters: params, Created: time.Now().UTC()}
-		body, _ := json.Marshal(rec)
-		if _, err := b.Put(ctx, RegistryBucket, id, bytes.NewReader(body), int64(len(body)), store.PutOptions{ContentType: "application/json"}); err != nil {
-			return nil, storeStatus(err, "CreateVolume %q: record the volume", name)
+		rec = &Record{Name: name, Capacity: capacity, Parameters: params, Created: time.Now().UTC()}
+		if err := c.d.cfg.Registry.Put(id, *rec); err != nil {
+			return nil, status.Errorf(codes.Internal, "CreateVolume %q: record the volume: %v", name, err)
 		}
 	}
 	if err := b.CreateBucket(ctx, id); err != nil && !errors.Is(err, store.ErrBucketExists) {
@@ -220,7 +189,7 @@ func (c controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeReque
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: capacity,
-		VolumeContext: map[string]string{"bucket": id},
+		VolumeContext: volumeContext(id),
 	}}, nil
 }
 
@@ -229,14 +198,14 @@ func (c controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeReque
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "DeleteVolume: volume_id is empty; give the id CreateVolume returned")
 	}
-	if id == RegistryBucket || store.CheckBucketName(id) != nil {
+	if store.CheckBucketName(id) != nil {
 		return &csi.DeleteVolumeResponse{}, nil // no such volume: done
 	}
 	b := c.d.cfg.Backend
 
 	c.d.cmu.Lock()
 	defer c.d.cmu.Unlock()
-	rec, err := c.lookup(ctx, id)
+	rec, err := c.lookup(id)
 	if err != nil {
 		return nil, err
 	}
@@ -272,17 +241,17 @@ func (c controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeReque
 	} else if err != nil && !errors.Is(err, store.ErrNoSuchBucket) {
 		return nil, storeStatus(err, "DeleteVolume %s: delete its bucket", id)
 	}
-	if err := b.Delete(ctx, RegistryBucket, id); err != nil && !errors.Is(err, store.ErrNoSuchBucket) {
-		return nil, storeStatus(err, "DeleteVolume %s: delete its record", id)
+	if err := c.d.cfg.Registry.Delete(id); err != nil {
+		return nil, status.Errorf(codes.Internal, "DeleteVolume %s: delete its record: %v", id, err)
 	}
 	return &csi.DeleteVolumeResponse{}, nil
 }
 
 // exists reports whether a volume id names a bucket that may be
-// published: any bucket but the registry, whether this driver
-// provisioned it or an operator made it for a static PersistentVolume.
+// published: any bucket, whether this driver provisioned it or an
+// operator made it for a static PersistentVolume.
 func exists(ctx context.Context, b store.Backend, id string) error {
-	if id == RegistryBucket || store.CheckBucketName(id) != nil {
+	if store.CheckBucketName(id) != nil {
 		return status.Errorf(codes.NotFound, "volume %s does not exist: it is not a valid bucket name; use the id CreateVolume returned", id)
 	}
 	if _, err := b.HeadBucket(ctx, id); errors.Is(err, store.ErrNoSuchBucket) {
@@ -318,6 +287,16 @@ func (c controller) ValidateVolumeCapabilities(ctx context.Context, req *csi.Val
 	}}, nil
 }
 
+// ContextBucket is the volume context key that names a provisioned
+// volume's bucket. A node whose store lacks the bucket creates it when
+// the context names it (see NodePublishVolume).
+const ContextBucket = "bucket"
+
+// volumeContext is the context of a volume the controller provisioned.
+func volumeContext(id string) map[string]string {
+	return map[string]string{ContextBucket: id}
+}
+
 // tokenPrefix starts every ListVolumes token: "after:" and the last
 // volume id of the page before. Tokens stay valid when volumes come and
 // go between pages.
@@ -339,35 +318,24 @@ func (c controller) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest
 	for {
 		want := store.MaxListKeys
 		if max > 0 {
-			want = min(want, max-len(resp.Entries))
+			want = max - len(resp.Entries)
 		}
-		page, err := c.d.cfg.Backend.List(ctx, RegistryBucket, store.ListOptions{After: after, Max: want})
-		if errors.Is(err, store.ErrNoSuchBucket) {
-			return resp, nil // no volume was ever made
-		}
+		entries, more, err := c.d.cfg.Registry.List(after, want)
 		if err != nil {
-			return nil, storeStatus(err, "ListVolumes: list the volume registry")
+			return nil, status.Errorf(codes.Internal, "ListVolumes: %v", err)
 		}
-		for _, o := range page.Objects {
-			rec, err := c.lookup(ctx, o.Key)
-			if err != nil {
-				return nil, err
-			}
-			if rec == nil {
-				continue // deleted since the listing
-			}
+		for _, e := range entries {
 			resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: &csi.Volume{
-				VolumeId:      o.Key,
-				CapacityBytes: rec.Capacity,
-				VolumeContext: map[string]string{"bucket": o.Key},
+				VolumeId:      e.ID,
+				CapacityBytes: e.Capacity,
+				VolumeContext: volumeContext(e.ID),
 			}})
-			after = o.Key
+			after = e.ID
 		}
-		if !page.Truncated {
+		switch {
+		case !more:
 			return resp, nil
-		}
-		after = page.Next
-		if max > 0 && len(resp.Entries) >= max {
+		case max > 0:
 			resp.NextToken = tokenPrefix + after
 			return resp, nil
 		}

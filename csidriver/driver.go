@@ -35,6 +35,9 @@ type Config struct {
 	// Required. The driver only uses the Backend interface, so the node
 	// agent's shared client can stand in for a local store.
 	Backend store.Backend
+	// Registry keeps the records of provisioned volumes. Required; see
+	// OpenDirRegistry.
+	Registry Registry
 	// Mounter publishes volumes at target paths. Required; see
 	// NewStoreMounter for the real one.
 	Mounter Mounter
@@ -75,6 +78,9 @@ type publication struct {
 func New(cfg Config) (*Driver, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("csidriver: Config.Backend is nil; pass the store the volumes live in")
+	}
+	if cfg.Registry == nil {
+		return nil, errors.New("csidriver: Config.Registry is nil; pass OpenDirRegistry(dir) or another Registry")
 	}
 	if cfg.Mounter == nil {
 		return nil, errors.New("csidriver: Config.Mounter is nil; pass NewStoreMounter(...) or another Mounter")
@@ -196,7 +202,7 @@ func storeStatus(err error, format string, args ...any) error {
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, store.ErrBucketNotEmpty):
 		return status.Error(codes.FailedPrecondition, msg)
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable):
 		return status.Error(codes.Unavailable, msg)
 	}
 	return status.Error(codes.Internal, msg)

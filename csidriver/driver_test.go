@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/handoff-dev/handoff/store"
+	"github.com/handoff-dev/handoff/store/local"
 )
 
 // wantCode fails the test unless err is a gRPC status with code c.
@@ -188,9 +189,19 @@ func TestControllerErrors(t *testing.T) {
 	_, err = nodec(h).NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, TargetPath: filepath.Join(h.dir, "blk"), VolumeCapability: block})
 	wantCode(t, err, codes.InvalidArgument)
 
-	// The registry is no volume.
-	_, err = nodec(h).NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: RegistryBucket, TargetPath: filepath.Join(h.dir, "reg"), VolumeCapability: rw[0]})
+	// A volume that does not exist is NotFound, unless its context says
+	// the controller made it in another node's store: then this node
+	// starts it empty.
+	elsewhere := VolumeID("elsewhere")
+	target := filepath.Join(h.dir, "elsewhere")
+	_, err = nodec(h).NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: elsewhere, TargetPath: target, VolumeCapability: rw[0]})
 	wantCode(t, err, codes.NotFound)
+	_, err = nodec(h).NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: elsewhere, TargetPath: target, VolumeCapability: rw[0],
+		VolumeContext: map[string]string{ContextBucket: elsewhere}})
+	if err != nil {
+		t.Fatalf("publish a volume provisioned elsewhere: %v", err)
+	}
+	unpublish(t, h, elsewhere, target)
 
 	// A bucket someone else made is published (static volumes) but
 	// never adopted nor deleted by the controller.
@@ -204,6 +215,54 @@ func TestControllerErrors(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition)
 	if _, err := c.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: foreign, VolumeCapabilities: rw}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRegistryOutlivesStore restarts the driver's store (whose objects
+// die with it) and checks that the controller still knows its volumes:
+// a retried CreateVolume succeeds, DeleteVolume deletes, ListVolumes
+// lists.
+func TestRegistryOutlivesStore(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := OpenDirRegistry(filepath.Join(dir, "volumes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *local.Store {
+		st, err := local.Open(local.Config{Dir: filepath.Join(dir, "store"), Memory: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	ctx := context.Background()
+	req := &csi.CreateVolumeRequest{Name: "pvc-1", VolumeCapabilities: []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)},
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 20}}
+	st := open()
+	c := controller{d: &Driver{cfg: Config{Backend: st, Registry: reg}}}
+	v, err := c.CreateVolume(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, v.Volume.VolumeId, "f", strings.NewReader("x"), 1, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = open()
+	defer st.Close()
+	c = controller{d: &Driver{cfg: Config{Backend: st, Registry: reg}}}
+	if v2, err := c.CreateVolume(ctx, req); err != nil || v2.Volume.VolumeId != v.Volume.VolumeId || v2.Volume.CapacityBytes != 1<<20 {
+		t.Fatalf("retried CreateVolume after a restart: %v, %v", v2, err)
+	}
+	if l, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{}); err != nil || len(l.Entries) != 1 {
+		t.Fatalf("ListVolumes after a restart: %v, %v", l, err)
+	}
+	if _, err := c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.Volume.VolumeId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.HeadBucket(ctx, v.Volume.VolumeId); !errors.Is(err, store.ErrNoSuchBucket) {
+		t.Fatalf("bucket after DeleteVolume: %v", err)
 	}
 }
 
@@ -281,8 +340,8 @@ func FuzzVolumeID(f *testing.F) {
 		if err := store.CheckBucketName(id); err != nil {
 			t.Fatalf("VolumeID(%q) = %q: %v", name, id, err)
 		}
-		if id == RegistryBucket {
-			t.Fatalf("VolumeID(%q) is the registry", name)
+		if !strings.HasPrefix(id, "csi-") {
+			t.Fatalf("VolumeID(%q) = %q lacks the csi- prefix", name, id)
 		}
 	})
 }

@@ -30,10 +30,13 @@ func (i identity) GetPluginCapabilities(ctx context.Context, req *csi.GetPluginC
 	}}}, nil
 }
 
-// Probe asks the store for the volume registry's bucket: a store that
-// answers (even "no such bucket") is ready.
+// probeBucket is the bucket Probe asks the store about.
+const probeBucket = "handoff-csi-probe"
+
+// Probe asks the store about a bucket: a store that answers (even "no
+// such bucket") is ready.
 func (i identity) Probe(ctx context.Context, req *csi.ProbeRequest) (*csi.ProbeResponse, error) {
-	_, err := i.d.cfg.Backend.HeadBucket(ctx, RegistryBucket)
+	_, err := i.d.cfg.Backend.HeadBucket(ctx, probeBucket)
 	if err != nil && !errors.Is(err, store.ErrNoSuchBucket) {
 		return nil, storeStatus(err, "probe: the store does not answer")
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/handoff-dev/handoff/store"
 	"github.com/handoff-dev/handoff/storefs"
 )
 
@@ -61,7 +62,15 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 	}
 	mode := c.GetAccessMode().GetMode()
 	ro := req.GetReadonly() || readOnlyMode(mode) || hasFlag(c, "ro")
-	if err := exists(ctx, n.d.cfg.Backend, id); err != nil {
+	if err := exists(ctx, n.d.cfg.Backend, id); status.Code(err) == codes.NotFound && req.GetVolumeContext()[ContextBucket] == id {
+		// The controller provisioned the volume, but in another node's
+		// store: until the store is distributed, each node holds its
+		// own, so this node starts the volume empty.
+		if err := n.d.cfg.Backend.CreateBucket(ctx, id); err != nil && !errors.Is(err, store.ErrBucketExists) {
+			return nil, storeStatus(err, "NodePublishVolume: create this node's bucket of volume %s", id)
+		}
+		n.d.cfg.Log.Warn("volume was provisioned in another node's store; this node's store starts it empty", "volume", id)
+	} else if err != nil {
 		return nil, err
 	}
 

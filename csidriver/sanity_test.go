@@ -47,7 +47,11 @@ func startDriver(t *testing.T) *harness {
 	}
 	m := NewStoreMounter(filepath.Join(dir, "mnt"), st, storefs.Options{CacheTimeout: -1})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	d, err := New(Config{NodeID: "node-a", Backend: st, Mounter: m, Version: "test", Log: log})
+	reg, err := OpenDirRegistry(filepath.Join(dir, "volumes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{NodeID: "node-a", Backend: st, Registry: reg, Mounter: m, Version: "test", Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
