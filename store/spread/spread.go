@@ -133,6 +133,9 @@ func (t *Tier) live(ctx context.Context, fresh bool) map[string]string {
 		t.cfg.Logger.Warn("store: cannot list the members holding blocks; using the last list", "err", err)
 		return t.members
 	}
+	if got == nil {
+		got = map[string]string{}
+	}
 	t.members = got
 	return got
 }
