@@ -39,6 +39,7 @@ func init() {
 		{"bench", "bench invoke|transfer [--out DIR]", "measure the platform against baselines in one run", cmdBench},
 		{"demo", "demo [--size 1Gi] [--no-baseline]", "run the word-count demo beside the MinIO (S3) baseline", cmdDemo},
 		{"node", "node --id ID --dir D --control URL --token-file F", "run a node agent (started by `handoff up`)", cmdNode},
+		{"csi", csiUsage, "serve the CSI driver that publishes store volumes into pods", cmdCSI},
 		{"version", "version", "print the version", cmdVersion},
 	}
 }
