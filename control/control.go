@@ -31,6 +31,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/state"
+	"github.com/handoff-dev/handoff/store/meta"
 	"github.com/handoff-dev/handoff/xfer"
 )
 
@@ -102,6 +103,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	db      *state.DB
+	meta    *meta.DB // the store's metadata, served to node agents (store.go)
 	policy  xfer.Policy
 	metrics *metrics
 	toNodes http.RoundTripper // small requests on the fast path (httpx.Hybrid)
@@ -153,15 +155,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	smeta, err := openStoreMeta(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		db.Close()
+		smeta.Close()
 		return nil, fmt.Errorf("control: gateway cannot listen on %s: %w; pick another --listen address", cfg.Listen, err)
 	}
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "control"),
-		db:  db,
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "control"),
+		db:   db,
+		meta: smeta,
 		// Every node agent runs reference passing; an upload over the
 		// inline limit goes by reference.
 		policy:  xfer.Policy{InlineMax: cfg.InlineMax, Available: map[xfer.Mode]bool{xfer.Ref: true}},
@@ -198,6 +207,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Close releases the listener and the database; Run does this itself.
 func (s *Server) Close() error {
 	s.ln.Close()
+	s.meta.Close()
 	return s.db.Close()
 }
 
@@ -240,6 +250,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-asyncDone
 	wg.Wait()
 	s.stopAllInstances(dctx)
+	s.meta.Close()
 	if e := s.db.Close(); e != nil && err == nil {
 		err = e
 	}

@@ -46,6 +46,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /workflows/{name}/runs/{id}/retry", s.adminOnly(s.handleRetryRun))
 	mux.HandleFunc("POST /v1/nodes/{id}/heartbeat", s.nodeOnly(s.handleHeartbeat))
 	mux.HandleFunc("GET /v1/nodes/functions/{name}", s.nodeOnly(s.handleStartRequest))
+	mux.HandleFunc("POST /v1/store/meta/{op}", s.storeMetaHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Handle("GET /metrics", s.metrics.handler())
 	return mux
