@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -23,18 +24,21 @@ import (
 // Channels by mode, as this node makes them:
 //
 //	stream, both ends here:   one pipe; the producer instance gets its write end, the consumer its read end
-//	stream, producer here:    a pipe whose read end the node splices into a peer stream to the consumer's node
-//	stream, consumer here:    a pipe whose write end the node fills from the peer stream it accepts
+//	stream, across nodes:     the producer's node dials the consumer's (peerlink, mutual TLS, the run's
+//	                          secret); in the clear each instance then gets the TCP socket itself, so
+//	                          the bytes go from process to process; inside TLS each side gets a pipe
+//	                          that its agent relays
 //	ref/inline, producer here: a pipe the node reads to its end into a buffer (ref) or memory (inline)
 //	ref/inline, consumer here: a pipe the node fills when the runner feeds it the reference or the data
 //
-// Pipes have the channel's buffer as capacity, so a slow consumer blocks
-// its producer's writes (backpressure) and streams never touch disk.
+// Pipes have the channel's buffer as capacity (sockets their kernel
+// buffers), so a slow consumer blocks its producer's writes (backpressure)
+// and streams never touch disk.
 
 // inbound is a cross-node stream this node waits for.
 type inbound struct {
-	w        *os.File // the pipe's write end
-	from     string   // the producer's node, for errors
+	end      *chanEnds
+	from     string // the producer's node, for errors
 	accepted chan struct{}
 	taken    bool // guarded by run.mu
 }
@@ -112,32 +116,28 @@ func (rs *runs) openChannels(ctx context.Context, ru *run) error {
 // openChannel makes the channel's ends on this node; dial, when not nil,
 // connects its outgoing cross-node stream.
 func (rs *runs) openChannel(ru *run, e *chanEnds) (dial func(context.Context) error, err error) {
+	if e.ch.Mode == xfer.Stream && e.prod != nil && e.cons == nil {
+		return func(ctx context.Context) error {
+			if err := rs.dialStream(ctx, ru, e); err != nil {
+				return fmt.Errorf("channel %s: %w", e.ch.ID, err)
+			}
+			return nil
+		}, nil
+	}
+	if e.ch.Mode == xfer.Stream && e.prod == nil {
+		ru.mu.Lock()
+		ru.inbound[e.ch.ID] = &inbound{end: e, from: e.ch.PeerNode, accepted: make(chan struct{})}
+		ru.mu.Unlock()
+		return nil, nil
+	}
 	r, w, _, err := stream.Pipe(int(e.ch.Buffer))
 	if err != nil {
 		return nil, err
 	}
 	switch e.ch.Mode {
-	case xfer.Stream:
-		switch {
-		case e.prod != nil && e.cons != nil:
-			e.prod.setEnd(e.out, w)
-			e.cons.setEnd(e.in, r)
-		case e.prod != nil:
-			e.prod.setEnd(e.out, w)
-			ru.keep(r)
-			return func(ctx context.Context) error {
-				if err := rs.dialStream(ctx, ru, e.ch, r); err != nil {
-					return fmt.Errorf("channel %s: %w", e.ch.ID, err)
-				}
-				return nil
-			}, nil
-		default:
-			e.cons.setEnd(e.in, r)
-			ru.keep(w)
-			ru.mu.Lock()
-			ru.inbound[e.ch.ID] = &inbound{w: w, from: e.ch.PeerNode, accepted: make(chan struct{})}
-			ru.mu.Unlock()
-		}
+	case xfer.Stream: // both ends here
+		e.prod.setEnd(e.out, w)
+		e.cons.setEnd(e.in, r)
 	case xfer.Ref, xfer.Inline:
 		if e.prod != nil && e.cons != nil {
 			// Both ends here: the producer's pipe is collected, the
@@ -262,9 +262,13 @@ func (rs *runs) handleFeed(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// dialStream connects a producer's pipe here to the consumer's node, then
-// splices the pipe into the connection until the producer closes it.
-func (rs *runs) dialStream(ctx context.Context, ru *run, ch RunChannel, r *os.File) error {
+// dialStream connects a producer here to its consumer's node. In the
+// clear, the producer instance gets the socket itself: its bytes go
+// straight from its process to the consumer's, as on a raw connection,
+// and the node agents only set the channel up. Inside TLS (--peer-encrypt)
+// the producer gets a pipe that the agent relays into the connection.
+func (rs *runs) dialStream(ctx context.Context, ru *run, e *chanEnds) error {
+	ch := e.ch
 	if rs.a.link == nil {
 		return fmt.Errorf("node %s has no cluster identity, so it cannot stream to node %s; start it with --tls-cert (handoff up does)", rs.a.cfg.ID, ch.PeerNode)
 	}
@@ -272,6 +276,22 @@ func (rs *runs) dialStream(ctx context.Context, ru *run, ch RunChannel, r *os.Fi
 	if err != nil {
 		return fmt.Errorf("connecting to node %s: %w", ch.PeerNode, err)
 	}
+	if tc, ok := sc.Conn.(*net.TCPConn); ok {
+		f, err := socketEnd(tc, ch.Buffer, true)
+		sc.Close()
+		if err != nil {
+			return err
+		}
+		e.prod.setEnd(e.out, f)
+		return nil
+	}
+	r, w, _, err := stream.Pipe(int(ch.Buffer))
+	if err != nil {
+		sc.Close()
+		return err
+	}
+	e.prod.setEnd(e.out, w)
+	ru.keep(r)
 	ru.keep(sc)
 	go func() {
 		defer r.Close()
@@ -288,10 +308,25 @@ func (rs *runs) dialStream(ctx context.Context, ru *run, ch RunChannel, r *os.Fi
 	return nil
 }
 
+// socketEnd duplicates a stream's socket for an instance, its kernel
+// buffer on this side sized to the channel's buffers (the other side sizes
+// its own): the channel's memory stays bounded and backpressure is TCP's.
+func socketEnd(c *net.TCPConn, buffer int64, send bool) (*os.File, error) {
+	if buffer > 0 {
+		if send {
+			_ = c.SetWriteBuffer(int(buffer))
+		} else {
+			_ = c.SetReadBuffer(int(buffer))
+		}
+	}
+	_ = c.SetNoDelay(false)
+	return c.File()
+}
+
 // Accept takes a cross-node stream for a channel of a prepared run
 // (peerlink.StreamHandler). The channel may not be registered yet when the
 // producer's node dials: it waits a little.
-func (rs *runs) Accept(ctx context.Context, req peerlink.Request) (func(io.Reader) error, error) {
+func (rs *runs) Accept(ctx context.Context, req peerlink.Request) (func(net.Conn) error, error) {
 	runID, chID, _ := strings.Cut(req.Channel, "/")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -311,13 +346,7 @@ func (rs *runs) Accept(ctx context.Context, req peerlink.Request) (func(io.Reade
 				return nil, fmt.Errorf("stream refused: channel %s of run %s is connected already", chID, runID)
 			}
 			if ok {
-				close(in.accepted)
-				return func(body io.Reader) error {
-					defer in.w.Close()
-					n, err := stream.Relay(in.w, body)
-					rs.a.metrics.bytes.WithLabelValues("stream", "in").Add(float64(n))
-					return err
-				}, nil
+				return func(c net.Conn) error { return rs.takeStream(ru, in, c) }, nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -329,6 +358,33 @@ func (rs *runs) Accept(ctx context.Context, req peerlink.Request) (func(io.Reade
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// takeStream gives the consumer here its end of an accepted stream: the
+// socket itself in the clear, else a pipe the agent fills from the TLS
+// connection.
+func (rs *runs) takeStream(ru *run, in *inbound, c net.Conn) error {
+	e := in.end
+	if tc, ok := c.(*net.TCPConn); ok {
+		f, err := socketEnd(tc, e.ch.Buffer, false)
+		if err != nil {
+			return err
+		}
+		e.cons.setEnd(e.in, f)
+		close(in.accepted)
+		return nil
+	}
+	r, w, _, err := stream.Pipe(int(e.ch.Buffer))
+	if err != nil {
+		return err
+	}
+	e.cons.setEnd(e.in, r)
+	ru.keep(w)
+	close(in.accepted)
+	defer w.Close()
+	n, err := stream.Relay(w, c)
+	rs.a.metrics.bytes.WithLabelValues("stream", "in").Add(float64(n))
+	return err
 }
 
 // awaitInbound waits until every cross-node stream into this node is

@@ -305,7 +305,7 @@ func (rs *runs) invokeHTTP(ctx context.Context, t *task, inst *supervisor.Instan
 func isStreamErr(err error) bool {
 	return errors.Is(err, stream.ErrTruncated) || errors.Is(err, stream.ErrMismatch) ||
 		errors.Is(err, stream.ErrAborted) || errors.Is(err, stream.ErrMalformed) || errors.Is(err, os.ErrClosed) ||
-		errors.Is(err, syscall.EPIPE)
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // writeOutput copies a response body to an http stage's output parts by

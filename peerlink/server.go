@@ -34,9 +34,11 @@ type Handler interface {
 type StreamHandler interface {
 	// Accept checks that req names a channel this member waits for (it
 	// may wait a little for the channel to be set up) and returns the
-	// function that takes the stream's bytes. Once accepted, feed owns
-	// body until it returns; body ends when the sender half-closes.
-	Accept(ctx context.Context, req Request) (feed func(body io.Reader) error, err error)
+	// function that takes the stream. take owns c until it returns (it may
+	// keep a duplicate of the socket): the raw TCP socket when the stream
+	// travels in the clear, else the TLS connection. The stream ends when
+	// the sender closes or half-closes.
+	Accept(ctx context.Context, req Request) (take func(c net.Conn) error, err error)
 }
 
 // Server serves the peer protocol on a TCP listener, doing the TLS itself
@@ -220,30 +222,25 @@ func (s *Server) stream(tc *tls.Conn, raw net.Conn, req Request) {
 		_ = writeFrame(tc, Answer{Code: "bad_request", Error: "peerlink: this member takes no streams"})
 		return
 	}
-	feed, err := s.Streams.Accept(context.Background(), req)
+	take, err := s.Streams.Accept(context.Background(), req)
 	if err != nil {
 		_ = writeFrame(tc, s.errAnswer(err))
 		return
 	}
 	clear := req.Clear && s.Clear
 	if err := writeFrame(tc, Answer{Clear: clear}); err != nil {
-		_ = feed(eofReader{})
-		return
+		return // the sender fails its set-up, and with it the run
 	}
 	// The sender writes only after reading the answer, so TLS has read
 	// nothing past the request and the socket holds only stream bytes.
-	var body io.Reader = tc
+	var c net.Conn = tc
 	if clear {
-		body = raw
+		c = raw
 	}
-	if err := feed(body); err != nil {
+	if err := take(c); err != nil {
 		s.logger().Debug("stream ended early", "channel", req.Channel, "err", err)
 	}
 }
-
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {

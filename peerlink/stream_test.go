@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
 )
@@ -19,13 +20,13 @@ type streamSink struct {
 
 var errNoChannel = errors.New("no such channel")
 
-func (s *streamSink) Accept(ctx context.Context, req Request) (func(io.Reader) error, error) {
+func (s *streamSink) Accept(ctx context.Context, req Request) (func(net.Conn) error, error) {
 	if req.Channel != "c1" || req.Secret != "s" {
 		return nil, errNoChannel
 	}
-	return func(body io.Reader) error {
+	return func(c net.Conn) error {
 		defer close(s.done)
-		b, err := io.ReadAll(body)
+		b, err := io.ReadAll(c)
 		s.mu.Lock()
 		s.got = b
 		s.mu.Unlock()

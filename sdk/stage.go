@@ -289,7 +289,8 @@ func isStreamError(err error) bool {
 			return true
 		}
 	}
-	return strings.Contains(err.Error(), "broken pipe")
+	msg := err.Error()
+	return strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")
 }
 
 // openStage asks the node agent for the task's description and every port
