@@ -35,7 +35,13 @@
 // partial or corrupt object for a whole one.
 //
 // Handoff's own header X-Handoff-Ttl on a PUT or CreateMultipartUpload
-// ("90s", "2h" or seconds) gives the object a time to live.
+// ("90s", "2h" or seconds) gives the object a time to live, and
+// X-Handoff-Replicas (1 to 3, default 1) keeps its blocks on that many
+// node agents. Objects are ephemeral: with one replica an object is lost
+// with the node agent that holds it (a read then fails with a 500
+// InternalError that says so, never returns wrong bytes). A store that
+// cannot reach its metadata service or the nodes its replicas need
+// answers 503 ServiceUnavailable.
 //
 // # Usage
 //

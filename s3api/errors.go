@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/handoff-dev/handoff/store"
@@ -52,6 +53,7 @@ var (
 	errInvalidMaxKeys      = errorf("InvalidArgument", http.StatusBadRequest, "max-keys must be a non-negative integer.")
 	errInvalidContinuation = errorf("InvalidArgument", http.StatusBadRequest, "The continuation token provided is incorrect; use NextContinuationToken from the previous page.")
 	errInvalidTTL          = errorf("InvalidArgument", http.StatusBadRequest, "x-handoff-ttl must be a positive Go duration (\"90s\", \"2h\") or a number of seconds.")
+	errInvalidReplicas     = errorf("InvalidArgument", http.StatusBadRequest, fmt.Sprintf("x-handoff-replicas must be a number of copies from 1 to %d.", store.MaxReplicas))
 )
 
 // storeError maps a store error to its S3 error. Unknown errors are
@@ -97,7 +99,7 @@ func storeError(err error) *apiError {
 		return m("InvalidPartOrder", http.StatusBadRequest)
 	case errors.Is(err, store.ErrInvalidArgument):
 		return m("InvalidArgument", http.StatusBadRequest)
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrUnavailable):
 		return m("ServiceUnavailable", http.StatusServiceUnavailable)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return m("RequestTimeout", http.StatusBadRequest)

@@ -107,3 +107,18 @@ func sameDaySkew(now time.Time) time.Time {
 	}
 	return now.Add(time.Hour)
 }
+
+// TestReplicasHeader checks X-Handoff-Replicas: a bad count is refused,
+// and copies a single node cannot place are a 503, never a silent single
+// copy.
+func TestReplicasHeader(t *testing.T) {
+	s := startServer(t, local.Config{})
+	if st, c := s.do(t, "PUT", "/reps", "", nil); st != 200 {
+		t.Fatalf("create bucket: %d %s", st, c)
+	}
+	for v, want := range map[string]int{"0": 400, "4": 400, "two": 400, "2": 503, "1": 200} {
+		if st, c := s.do(t, "PUT", "/reps/k", "body", map[string]string{"X-Handoff-Replicas": v}); st != want {
+			t.Errorf("replicas %q: %d %s, want %d", v, st, c, want)
+		}
+	}
+}

@@ -22,6 +22,11 @@ import (
 // instead.
 const ttlHeader = "X-Handoff-Ttl"
 
+// replicasHeader asks for copies of an object's blocks on that many node
+// agents (1 to store.MaxReplicas; default 1), so that losing one loses
+// nothing. It is Handoff's own.
+const replicasHeader = "X-Handoff-Replicas"
+
 // body returns the request's payload as the client meant it: decoded
 // from aws-chunked and checked against its chunk signatures, or checked
 // against its declared SHA-256 at the end. size is -1 when unknown.
@@ -102,6 +107,13 @@ func putOptions(r *http.Request) (store.PutOptions, error) {
 			return opts, errInvalidTTL
 		}
 		opts.TTL = d
+	}
+	if v := r.Header.Get(replicasHeader); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxReplicas {
+			return opts, errInvalidReplicas
+		}
+		opts.Replicas = n
 	}
 	return opts, nil
 }
