@@ -30,6 +30,7 @@ import (
 	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/store/local"
+	"github.com/handoff-dev/handoff/store/spread"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/xfer"
 )
@@ -127,7 +128,8 @@ type Agent struct {
 	leases  *leaser
 	runs    *runs
 	link    *peerlink.Client // streams to other members; nil without a cluster identity
-	store   *local.Store     // the node's share of the ephemeral store
+	store   *local.Store     // the cluster store, as this node serves it
+	tier    *spread.Tier     // this node's store blocks, which peers read
 	s3      http.Handler     // the S3-compatible API over store
 	member  *pki.Member      // the cluster identity, nil without Config.TLS
 	holder  string           // the holder name in references this agent signs
@@ -275,6 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.peerLn != nil {
 		peer = a.refs.Server(!a.cfg.PeerEncrypt)
 		peer.Streams = a.runs
+		peer.Blocks = a.tier
 		go func() { errc <- peer.Serve(a.peerLn) }()
 	}
 	stopSweep := a.sweepBuffers()

@@ -12,19 +12,29 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/peerlink"
 	"github.com/handoff-dev/handoff/s3api"
+	"github.com/handoff-dev/handoff/store/blocks"
 	"github.com/handoff-dev/handoff/store/local"
+	"github.com/handoff-dev/handoff/store/metarpc"
+	"github.com/handoff-dev/handoff/store/spread"
 )
 
-// The node's share of the ephemeral store: objects in the agent's memory
-// (spilling to its disk), served to instances over an S3-compatible API
-// on the node. Instances find it in their environment:
+// The cluster's ephemeral store, served to instances over an
+// S3-compatible API on every node: metadata in the control plane (package
+// store/metarpc), blocks in the node agents' memory, spilling to their
+// disks, written to the writing node first and, for objects with
+// replicas, to other live nodes too (package store/spread); a block held
+// elsewhere is pulled over the peer link. An object put through one node
+// is read through any other. Instances find the API in their environment:
 //
 //	HANDOFF_S3_ENDPOINT, AWS_ENDPOINT_URL_S3   http://host:port of this node's S3 API
 //	AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY    the credential it takes
 //	AWS_REGION                                  us-east-1
 //
-// Until the store spreads over nodes, each node serves its own objects.
+// Without a cluster identity (Config.TLS) the node neither serves nor
+// pulls blocks: it reads only the blocks it wrote itself.
 
 // S3AccessKey is the access key id of the node's S3 API.
 const S3AccessKey = "handoff"
@@ -38,7 +48,7 @@ func S3Secret(clusterToken string) string {
 	return hex.EncodeToString(m.Sum(nil))[:40]
 }
 
-// setupStore opens the node's store and its S3 listener.
+// setupStore opens the node's view of the cluster store and its S3 API.
 func (a *Agent) setupStore() error {
 	budget := a.cfg.StoreMemory
 	if budget <= 0 {
@@ -48,12 +58,23 @@ func (a *Agent) setupStore() error {
 	if err := os.MkdirAll(spill, 0o700); err != nil {
 		return fmt.Errorf("node %s: store spill directory: %w", a.cfg.ID, err)
 	}
-	// The store's metadata is the node's own until it moves to the control
-	// plane: start empty, as the blocks it would point at are gone.
-	dir := filepath.Join(a.cfg.Dir, "store")
-	os.RemoveAll(dir)
-	st, err := local.Open(local.Config{Dir: dir, Memory: budget, SpillDir: spill})
+	// Metadata kept per node by earlier versions; the control plane has it
+	// now.
+	os.RemoveAll(filepath.Join(a.cfg.Dir, "store"))
+	bs, err := blocks.New(blocks.Config{Memory: budget, SpillDir: spill, MaxBlock: blocks.DefaultSize})
 	if err != nil {
+		return fmt.Errorf("node %s: store: %w", a.cfg.ID, err)
+	}
+	md := &metarpc.Client{BaseURL: a.cfg.ControlURL + "/v1/store/meta", Header: http.Header{}}
+	httpx.SetToken(md.Header, a.cfg.Token)
+	tc := spread.Config{Self: a.holder, Local: bs, Members: md.Members, Logger: a.log}
+	if a.member != nil {
+		tc.Link = &peerlink.Client{TLS: a.member.ClientConfig(""), Clear: !a.cfg.PeerEncrypt}
+	}
+	a.tier = spread.New(tc)
+	st, err := local.Open(local.Config{Meta: md, Blocks: a.tier})
+	if err != nil {
+		a.tier.Close()
 		return fmt.Errorf("node %s: store: %w", a.cfg.ID, err)
 	}
 	h, err := s3api.New(s3api.Config{Backend: st, AccessKey: S3AccessKey, SecretKey: S3Secret(a.cfg.Token), Log: a.log})
