@@ -7,8 +7,10 @@
 // be read by many, or reach programs that only speak S3 or files. It is
 // ephemeral by design: objects live in node agents' memory, spill to local
 // disk when memory is full, and do not survive the loss of the node agent
-// that holds them. Bucket and object metadata persist (package meta), so
-// an object whose blocks are gone reads as ErrLost, never as wrong bytes.
+// that holds them, unless written with PutOptions.Replicas of 2 or more.
+// Bucket and object metadata persist (package meta, in the control plane
+// on a cluster), so an object whose blocks are gone reads as ErrLost,
+// never as wrong bytes.
 //
 // # Layers
 //
@@ -16,14 +18,16 @@
 //	store/blocks a node's block tier: fixed-size blocks in memory under a
 //	             budget, spilled to files, each with a CRC-32C checked on
 //	             every read
-//	store/meta   buckets, objects → block lists, multipart uploads, in
-//	             bbolt; meant to move to the control plane
-//	store/local  the Backend of a single node: meta and blocks together
-//
-// Distributing the store adds a block tier that spreads an object's blocks
-// over node agents (behind the same interface local uses for its own
-// blocks) and serves meta from the control plane; the Backend and the S3
-// API above it stay as they are.
+//	store/meta   buckets, objects → block lists (with their holders),
+//	             multipart uploads, in bbolt
+//	store/metarpc meta served by the control plane to node agents over
+//	             HTTP, and the node agents' client of it
+//	store/spread the block tier across node agents: local first, replicas
+//	             on other nodes, remote blocks pulled over peerlink and
+//	             checked on arrival
+//	store/local  the Backend: a Meta and a Blocks together — on one node
+//	             its own meta.DB and blocks.Store, on a cluster a
+//	             metarpc.Client and a spread.Tier
 //
 // # Usage
 //

@@ -1,6 +1,8 @@
-// Package local is the store.Backend of a single node agent: metadata in
-// a bbolt database (package meta), bytes in the node's block tier (package
-// blocks), memory first and spill files second.
+// Package local is the store.Backend over a metadata service (Meta) and a
+// block tier (Blocks). On a single node these are its own bbolt database
+// (package meta) and its own block tier (package blocks; memory first,
+// spill files second); on a cluster, the control plane's metadata (package
+// store/metarpc) and blocks spread over node agents (package store/spread).
 //
 // A Put cuts the body into blocks of Config.BlockSize (1 MiB by default)
 // as it arrives, hashing it with MD5 for the ETag, and records the object
@@ -11,9 +13,10 @@
 // blocks, so a concurrent delete or replace frees them only when the
 // reader closes.
 //
-// Metadata outlives the node agent, blocks do not: Open drops the objects
-// whose blocks are gone and the unfinished uploads, and keeps the
-// buckets. Objects with a TTL are invisible from their expiry on and their
+// Metadata outlives the node agent, blocks do not: with its own metadata,
+// Open drops the objects whose blocks are gone and the unfinished uploads,
+// and keeps the buckets; with a cluster's, it drops nothing (other agents
+// may hold the blocks) and a lost object reads as store.ErrLost. Objects with a TTL are invisible from their expiry on and their
 // blocks are freed by the next Sweep (every second on the real clock).
 //
 // # Usage
