@@ -14,20 +14,20 @@
 //
 // # Layers
 //
-//	store        Backend, types, errors, name rules (this package)
-//	store/blocks a node's block tier: fixed-size blocks in memory under a
-//	             budget, spilled to files, each with a CRC-32C checked on
-//	             every read
-//	store/meta   buckets, objects → block lists (with their holders),
-//	             multipart uploads, in bbolt
+//	store         Backend, types, errors, name rules (this package)
+//	store/blocks  a node's block tier: fixed-size blocks in memory under a
+//	              budget, spilled to files, each with a CRC-32C checked on
+//	              every read
+//	store/meta    buckets, objects → block lists (with their holders),
+//	              multipart uploads, in bbolt
 //	store/metarpc meta served by the control plane to node agents over
-//	             HTTP, and the node agents' client of it
-//	store/spread the block tier across node agents: local first, replicas
-//	             on other nodes, remote blocks pulled over peerlink and
-//	             checked on arrival
-//	store/local  the Backend: a Meta and a Blocks together — on one node
-//	             its own meta.DB and blocks.Store, on a cluster a
-//	             metarpc.Client and a spread.Tier
+//	              HTTP, and the node agents' client of it
+//	store/spread  the block tier across node agents: local first, replicas
+//	              on other nodes, remote blocks pulled over peerlink and
+//	              checked on arrival
+//	store/local   the Backend: a Meta and a Blocks together; on one node
+//	              its own meta.DB and blocks.Store, on a cluster a
+//	              metarpc.Client and a spread.Tier
 //
 // # Usage
 //
