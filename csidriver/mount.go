@@ -56,10 +56,17 @@ func NewStoreMounter(root string, b store.Backend, opts storefs.Options) *StoreM
 // is not yet.
 func (m *StoreMounter) mounted() error {
 	if m.srv != nil {
-		return nil
+		if _, err := os.Stat(m.root); !errors.Is(err, unix.ENOTCONN) {
+			return nil
+		}
+		// The connection died under the server (aborted through
+		// fusectl): mount afresh, which clears the dead mount first.
+		m.srv = nil
 	}
-	if err := os.MkdirAll(m.root, 0o700); err != nil {
-		return fmt.Errorf("csidriver: store mount directory: %w", err)
+	if _, err := os.Stat(m.root); !errors.Is(err, unix.ENOTCONN) { // else storefs clears the dead mount
+		if err := os.MkdirAll(m.root, 0o700); err != nil {
+			return fmt.Errorf("csidriver: store mount directory: %w", err)
+		}
 	}
 	srv, err := storefs.Mount(m.root, m.b, m.opts)
 	if err != nil {
@@ -84,6 +91,13 @@ func (m *StoreMounter) Mount(target, bucket string, readOnly bool) error {
 		return fmt.Errorf("csidriver: the store mount does not show bucket %s: %w", bucket, err)
 	} else if !fi.IsDir() {
 		return fmt.Errorf("csidriver: %s in the store mount is not a directory", src)
+	}
+	if _, err := os.Stat(target); errors.Is(err, unix.ENOTCONN) {
+		// A bind left by an earlier run of the driver, whose FUSE
+		// server died with it.
+		if err := unmountAll(target); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("csidriver: bind %s on %s: %w", src, target, err)

@@ -92,8 +92,12 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 			}
 		}
 	}
-	if err := os.MkdirAll(target, 0o750); err != nil && !errors.Is(err, syscall.ENOTCONN) {
-		return nil, status.Errorf(codes.Internal, "NodePublishVolume: create target %s: %v", target, err)
+	// A target that answers ENOTCONN holds a dead mount of an earlier
+	// run of the driver; the Mounter clears it.
+	if _, err := os.Stat(target); !errors.Is(err, syscall.ENOTCONN) {
+		if err := os.MkdirAll(target, 0o750); err != nil {
+			return nil, status.Errorf(codes.Internal, "NodePublishVolume: create target %s: %v", target, err)
+		}
 	}
 	if err := n.d.cfg.Mounter.Mount(target, id, ro); err != nil {
 		code := codes.Internal

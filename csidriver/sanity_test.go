@@ -40,7 +40,13 @@ func needMounts(t *testing.T) {
 func startDriver(t *testing.T) *harness {
 	t.Helper()
 	needMounts(t)
-	dir := t.TempDir()
+	return startDriverIn(t, t.TempDir())
+}
+
+// startDriverIn starts a driver whose store, registry, mounts and socket
+// are in dir, which may hold those of an earlier driver.
+func startDriverIn(t *testing.T, dir string) *harness {
+	t.Helper()
 	st, err := local.Open(local.Config{Dir: filepath.Join(dir, "store"), Memory: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +68,7 @@ func startDriver(t *testing.T) *harness {
 	}
 	served := make(chan error, 1)
 	go func() { served <- d.Serve(ln) }()
-	conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dial(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +116,11 @@ func TestSanity(t *testing.T) {
 	cfg.TestVolumeSize = 1 << 30
 	cfg.IdempotentCount = 3
 	sanity.Test(t, cfg)
+}
+
+// dial connects a gRPC client to the driver's socket.
+func dial(sock string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func ctrl(h *harness) csi.ControllerClient { return csi.NewControllerClient(h.conn) }
