@@ -54,9 +54,9 @@ type runState struct {
 }
 
 // workflowPolicy is the mode policy of workflow edges: node agents run
-// streams and references.
+// streams, references and the store.
 func (s *Server) workflowPolicy() xfer.Policy {
-	return xfer.Policy{InlineMax: s.cfg.InlineMax, Available: map[xfer.Mode]bool{xfer.Ref: true, xfer.Stream: true}}
+	return xfer.Policy{InlineMax: s.cfg.InlineMax, Available: map[xfer.Mode]bool{xfer.Ref: true, xfer.Stream: true, xfer.Store: true}}
 }
 
 func (s *Server) handlePutWorkflow(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/peerlink"
 	"github.com/handoff-dev/handoff/refpass"
+	"github.com/handoff-dev/handoff/store"
 	"github.com/handoff-dev/handoff/stream"
 	"github.com/handoff-dev/handoff/xfer"
 )
@@ -138,7 +139,7 @@ func (rs *runs) openChannel(ru *run, e *chanEnds) (dial func(context.Context) er
 	case xfer.Stream: // both ends here
 		e.prod.setEnd(e.out, w)
 		e.cons.setEnd(e.in, r)
-	case xfer.Ref, xfer.Inline:
+	case xfer.Ref, xfer.Inline, xfer.Store:
 		if e.prod != nil && e.cons != nil {
 			// Both ends here: the producer's pipe is collected, the
 			// consumer's is fed, each with a pipe of its own.
@@ -199,6 +200,11 @@ func (rs *runs) collectOutput(ru *run, t *task, key string, ch RunChannel, r, w 
 			})
 			c.err = err
 			c.feed = ChannelFeed{Ref: tok, Size: info.Size}
+		case xfer.Store:
+			key := ru.id + "/" + ch.ID
+			info, err := rs.putRunObject(ru, key, sr)
+			c.err = err
+			c.feed = ChannelFeed{Object: key, Size: info.Size}
 		}
 		done <- c
 	}()
@@ -243,14 +249,22 @@ func (rs *runs) handleFeed(w http.ResponseWriter, r *http.Request) {
 		defer f.w.Close()
 		sw := stream.NewWriter(f.w)
 		var err error
-		if feed.Ref != "" {
+		switch {
+		case feed.Ref != "":
 			var p *refpass.Payload
 			p, err = rs.a.refs.Open(ru.ctx, feed.Ref, f.reader)
 			if err == nil {
 				_, err = io.Copy(sw, p)
 				p.Close()
 			}
-		} else {
+		case feed.Object != "":
+			var o *store.Object
+			o, err = rs.a.store.Get(ru.ctx, RunBucket, feed.Object, nil)
+			if err == nil {
+				_, err = io.Copy(sw, o.Body)
+				o.Body.Close()
+			}
+		default:
 			_, err = sw.Write(feed.Data)
 		}
 		if err != nil {
@@ -260,6 +274,24 @@ func (rs *runs) handleFeed(w http.ResponseWriter, r *http.Request) {
 		_ = sw.Close()
 	}()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// RunBucket holds the outputs of workflow edges in mode store, as
+// "<run>/<channel>" objects deleted when their run ends (and expiring an
+// hour after they are written if the run's end never comes).
+const RunBucket = "handoff-runs"
+
+// putRunObject writes a store edge's output into the cluster store and
+// remembers it for the run's clean-up.
+func (rs *runs) putRunObject(ru *run, key string, r io.Reader) (store.ObjectInfo, error) {
+	ctx := ru.ctx
+	if err := rs.a.store.CreateBucket(ctx, RunBucket); err != nil && !errors.Is(err, store.ErrBucketExists) {
+		return store.ObjectInfo{}, err
+	}
+	ru.mu.Lock()
+	ru.objects = append(ru.objects, key)
+	ru.mu.Unlock()
+	return rs.a.store.Put(ctx, RunBucket, key, r, -1, store.PutOptions{TTL: time.Hour})
 }
 
 // dialStream connects a producer here to its consumer's node. In the

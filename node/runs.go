@@ -18,6 +18,7 @@ import (
 
 	"github.com/handoff-dev/handoff/fdpass"
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/store"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/xfer"
 )
@@ -104,9 +105,10 @@ type TaskResult struct {
 // ChannelFeed is the body of PUT /v1/runs/{run}/channels/{ch}: the data of
 // an inline channel or the reference of a ref channel.
 type ChannelFeed struct {
-	Data []byte `json:"data,omitempty"`
-	Ref  string `json:"ref,omitempty"`
-	Size int64  `json:"size"`
+	Data   []byte `json:"data,omitempty"`
+	Ref    string `json:"ref,omitempty"`
+	Object string `json:"object,omitempty"` // mode store: the key in RunBucket
+	Size   int64  `json:"size"`
 }
 
 // RunProgress answers GET /v1/runs/{run}.
@@ -152,8 +154,9 @@ type run struct {
 	feeds      map[string]*feedEnd // ref and inline inputs, by channel id
 	inbound    map[string]*inbound // cross-node streams awaited, by channel id
 	closers    []io.Closer         // relays' ends, closed when the run ends
-	mu         sync.Mutex          // guards closers
+	mu         sync.Mutex          // guards closers, feeds, inbound and objects
 	touched    atomic.Int64        // unix nanos of the runner's last call
+	objects    []string            // store edges' objects written here; guarded by mu
 }
 
 func (r *run) keep(c io.Closer) {
@@ -427,7 +430,17 @@ func (rs *runs) end(ru *run) {
 		c.Close()
 	}
 	ru.closers = nil
+	objects := ru.objects
+	ru.objects = nil
 	ru.mu.Unlock()
+	// The run's store objects go with it: their consumers have read them.
+	for _, key := range objects {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := rs.a.store.Delete(dctx, RunBucket, key); err != nil && !errors.Is(err, store.ErrNoSuchKey) {
+			rs.a.log.Warn("a run's store object was not deleted; it expires within the hour", "run", ru.id, "key", key, "err", err)
+		}
+		cancel()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -12,8 +12,12 @@ import (
 
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/examples/wordcount/wc"
+	"github.com/handoff-dev/handoff/internal/platform"
+	"github.com/handoff-dev/handoff/node"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/workflow"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // stagefnSpec is internal/stagefn deployed under name.
@@ -195,6 +199,29 @@ edges:
 				if e.Mode != want[i] || e.Reason != "pinned" {
 					t.Errorf("edge %d ran %s (%s), want %s pinned", i, e.Mode, e.Reason, want[i])
 				}
+			}
+		}},
+		{"store mode", `name: wf-store
+stages:
+  - {name: gen, function: stagefn, params: {role: gen, bytes: "3000000"}}
+  - {name: sum, function: stagefn, parallelism: 3, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: broadcast, mode: store}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			// Four tasks on two nodes of three slots: some consumer reads
+			// the store from the other node.
+			for _, task := range []string{"sum-0", "sum-1", "sum-2"} {
+				if got := res[task].Bytes; got < size-200 || got > size {
+					t.Errorf("%s got %d bytes through the store, want ~%d", task, got, size)
+				}
+			}
+			if e := r.Edges[0]; e.Mode != "store" || e.Bytes < 3*(size-200) || e.CrossNode == 0 {
+				t.Errorf("edge ran %s carrying %d bytes, %d channels across nodes; want store, 3 × ~%d, some across", e.Mode, e.Bytes, e.CrossNode, size)
+			}
+			// The run's objects went with it.
+			n := storeObjects(t, p, "handoff-runs")
+			if n != 0 {
+				t.Errorf("%d objects of the ended run are left in the store", n)
 			}
 		}},
 	} {
@@ -443,4 +470,34 @@ func TestExampleWorkflows(t *testing.T) {
 			t.Errorf("pipeline edge %s→%s ran %s, want stream", e.From, e.To, e.Mode)
 		}
 	}
+}
+
+// storeObjects counts the objects in a bucket of the platform's store
+// (0 when the bucket does not exist), through the first node's S3 API.
+func storeObjects(t *testing.T, p *platform.Platform, bucket string) int {
+	t.Helper()
+	ctx := context.Background()
+	st, err := p.Client.Status(ctx)
+	if err != nil || len(st.Nodes) == 0 {
+		t.Fatalf("status: %v", err)
+	}
+	token, err := os.ReadFile(filepath.Join(p.Dir, "cluster.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := minio.New(st.Nodes[0].S3, &minio.Options{Creds: credentials.NewStaticV4(node.S3AccessKey, node.S3Secret(strings.TrimSpace(string(token))), "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			if minio.ToErrorResponse(o.Err).Code == "NoSuchBucket" {
+				return 0
+			}
+			t.Fatal(o.Err)
+		}
+		n++
+	}
+	return n
 }
