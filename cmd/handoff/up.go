@@ -29,6 +29,7 @@ func cmdUp(args []string) error {
 	inlineMax := fs.String("inline-max", "6Mi", "largest body carried inline; larger ones between functions go by reference")
 	runSlots := fs.Int("run-slots", control.DefaultRunSlots, "workflow tasks one node agent hosts in one run")
 	bufferMem := fs.String("buffer-memory", "", "memory budget of each node agent's payload buffers (default: a quarter of the machine's memory)")
+	storeMem := fs.String("store-memory", "", "memory budget of each node agent's share of the store (default: an eighth of the machine's memory)")
 	nodeHost := fs.String("node-host", "127.0.0.1", "address the node agents listen on (API, wire and peer ports)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parse(fs, args); err != nil {
@@ -41,9 +42,12 @@ func cmdUp(args []string) error {
 	if err != nil || max <= 0 {
 		return fmt.Errorf("--inline-max %q: give a size such as 6Mi", *inlineMax)
 	}
-	if *bufferMem != "" {
-		if n, err := spec.ParseBytes(*bufferMem); err != nil || n <= 0 {
-			return fmt.Errorf("--buffer-memory %q: give a size such as 4Gi", *bufferMem)
+	for name, v := range map[string]string{"buffer-memory": *bufferMem, "store-memory": *storeMem} {
+		if v == "" {
+			continue
+		}
+		if n, err := spec.ParseBytes(v); err != nil || n <= 0 {
+			return fmt.Errorf("--%s %q: give a size such as 4Gi", name, v)
 		}
 	}
 	abs, err := filepath.Abs(*dir)
@@ -92,6 +96,9 @@ func cmdUp(args []string) error {
 	extra := []string{"--inline-max", *inlineMax, "--admin-token-file", filepath.Join(abs, "admin.token")}
 	if *bufferMem != "" {
 		extra = append(extra, "--buffer-memory", *bufferMem)
+	}
+	if *storeMem != "" {
+		extra = append(extra, "--store-memory", *storeMem)
 	}
 	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, Host: *nodeHost, ExtraArgs: extra, Logger: log}
 	l.Start(nodeCtx, *nodes)
