@@ -32,6 +32,7 @@ bench: deps-bench build
 	$(BIN) bench transfer --out bench-results
 	$(BIN) bench invoke --out bench-results
 	$(BIN) bench pipeline --out bench-results
+	$(BIN) bench store --out bench-results
 
 # fuzz runs every fuzz target of the module, one after the other, for a
 # short while each (FUZZTIME=1m for longer).

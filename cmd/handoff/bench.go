@@ -13,8 +13,8 @@ import (
 )
 
 func cmdBench(args []string) error {
-	if len(args) == 0 || (args[0] != "invoke" && args[0] != "transfer" && args[0] != "pipeline") {
-		return errors.New("give a benchmark: `handoff bench invoke` (gateway against direct HTTP, cold starts, leased executors against raw rings and TCP), `handoff bench transfer` (payload hand-over against Redis, MinIO and raw limits) or `handoff bench pipeline` (workflow streams against raw pipes and TCP, a pipeline against MinIO staging, node agent memory)")
+	if len(args) == 0 || (args[0] != "invoke" && args[0] != "transfer" && args[0] != "pipeline" && args[0] != "store") {
+		return errors.New("give a benchmark: `handoff bench invoke` (gateway against direct HTTP, cold starts, leased executors against raw rings and TCP), `handoff bench transfer` (payload hand-over against Redis, MinIO and raw limits), `handoff bench pipeline` (workflow streams against raw pipes and TCP, a pipeline against MinIO staging, node agent memory) or `handoff bench store` (a fresh instance's first store access against clients with their own connections, the S3 API against MinIO, the mounted volume against the direct API)")
 	}
 	which := args[0]
 	fs := newFlags("bench", "bench "+which+" [--out DIR] [--quick]")
@@ -46,6 +46,8 @@ func cmdBench(args []string) error {
 		_, err = suite.Transfer(ctx, env)
 	case "pipeline":
 		_, err = suite.Pipeline(ctx, env)
+	case "store":
+		_, err = suite.Store(ctx, env)
 	}
 	return err
 }

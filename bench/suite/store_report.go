@@ -1,0 +1,207 @@
+package suite
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/handoff-dev/handoff/bench"
+	"github.com/handoff-dev/handoff/bench/report"
+)
+
+// Issue 5's bars.
+const (
+	firstP50Max   = 200 * time.Microsecond
+	firstSpeedup  = 10
+	s3Throughput  = 5
+	mountFraction = 0.5
+)
+
+func (r StoreResult) first(name string) (FirstSeries, bool) {
+	for _, s := range r.First {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return FirstSeries{}, false
+}
+
+// storeBars judges r against issue 5's bars.
+func storeBars(r StoreResult) []report.Bar {
+	var bars []report.Bar
+	if s, ok := r.first(seriesShared); ok && s.First.N > 0 {
+		us := float64(s.First.P50) / float64(time.Microsecond)
+		bars = append(bars, report.Bar{
+			Bar:    fmt.Sprintf("fresh instance, first read of %s through the shared node client: p50 ≤ 200 µs (µs)", bench.FormatSize(s.First.Size)),
+			Series: s.Name, Measured: fmt.Sprintf("p50 %s, p99 %s over %d fresh instances", bench.FormatDuration(s.First.P50), bench.FormatDuration(s.First.P99), s.First.N),
+			Worst: us, Want: float64(firstP50Max / time.Microsecond), Met: s.First.P50 <= firstP50Max,
+		})
+		for _, base := range []string{seriesOwn, seriesMinIO1} {
+			q, ok := r.first(base)
+			if !ok || q.First.N == 0 {
+				continue
+			}
+			x := bench.Speedup(s.First, q.First)
+			bars = append(bars, report.Bar{
+				Bar:    "fresh instance, first read: ≥ 10× faster than a client that sets up its own connections",
+				Series: s.Name, Baseline: base,
+				Measured: fmt.Sprintf("p50 %s against %s: %s faster", bench.FormatDuration(s.First.P50), bench.FormatDuration(q.First.P50), report.FormatRatio(x)),
+				Worst:    x, Want: firstSpeedup, Met: x >= firstSpeedup,
+			})
+		}
+	}
+	for _, base := range []string{targetMinIOShm, targetMinIODisk} {
+		for _, op := range []string{"put", "get"} {
+			bars = appendBar(bars, r.S3, barSpec{
+				bar: fmt.Sprintf("S3 %s, 1 MiB and above: throughput ≥ 5× MinIO's", strings.ToUpper(op)), series: targetHandoff + "-" + op, baseline: base + "-" + op,
+				from: bench.MiB, to: math.MaxInt64, want: s3Throughput, figure: throughputRatio,
+			})
+		}
+	}
+	for _, base := range []string{targetMinIOShm, targetMinIODisk} {
+		for _, op := range []string{"put", "get"} {
+			bars = appendBar(bars, r.S3, barSpec{
+				bar: fmt.Sprintf("S3 %s, every size: lower latency than MinIO (p50 speed-up > 1)", strings.ToUpper(op)), series: targetHandoff + "-" + op, baseline: base + "-" + op,
+				from: 0, to: math.MaxInt64, want: 1, figure: speedup,
+			})
+		}
+	}
+	m := r.Mount
+	if m.Skipped == "" && m.Failed == "" && len(m.MountWrite) > 0 {
+		for _, b := range []struct {
+			op            string
+			mount, direct []time.Duration
+			api           string
+		}{
+			{"write", m.MountWrite, m.DirectWrite, "Put"},
+			{"read", m.MountRead, m.DirectRead, "Get"},
+		} {
+			mt, dt := m.Throughput(b.mount), m.Throughput(b.direct)
+			x := mt / dt
+			bars = append(bars, report.Bar{
+				Bar:    fmt.Sprintf("mounted volume, sequential %s of %s: ≥ 0.5× the Backend's %s", b.op, bench.FormatSize(m.Bytes), b.api),
+				Series: "mount-" + b.op, Baseline: "backend-" + strings.ToLower(b.api),
+				Measured: fmt.Sprintf("%s against %s (median of %d)", bench.FormatThroughput(mt), bench.FormatThroughput(dt), len(b.mount)),
+				Worst:    x, Want: mountFraction, Met: x >= mountFraction,
+			})
+		}
+	}
+	return bars
+}
+
+func storeNotes(r StoreResult) []string {
+	var notes []string
+	if len(r.First) > 0 {
+		s := r.First[0]
+		notes = append(notes, fmt.Sprintf("First access: every sample is a new function (storefn, a prebuilt Go binary) deployed with no instance and invoked once, so the platform starts a fresh process for it; the series take turns. The instance times, from before it builds its client to the object's last byte, its first read of a %s object held by the other node agent, then a second read with the same client (warm). Process start is not in the figure.", bench.FormatSize(s.First.Size)))
+		for _, s := range r.First {
+			notes = append(notes, fmt.Sprintf("%s: %s. Instances by node: %v.", s.Name, s.What, s.Nodes))
+		}
+	}
+	notes = append(notes, fmt.Sprintf("S3: one minio-go client per server, plain HTTP, signature V4 with UNSIGNED-PAYLOAD (DisableContentSha256, so the client does not hash the body), its multipart defaults (16 MiB parts and up, 4 in flight, above 16 MiB). Handoff is node agent n1's S3 API (blocks in its memory); MinIO is a single-drive server, data in %s and in %s. Each repetition PUTs a new object, GETs it into one buffer and deletes it (untimed); the three servers take turns. Throughput is the size over the mean time.", r.MinIOShm, r.MinIODisk))
+	if m := r.Mount; m.Skipped != "" {
+		notes = append(notes, "Mounted volume: not measured: "+m.Skipped)
+	} else if m.Failed != "" {
+		notes = append(notes, "Mounted volume: **failed**: "+m.Failed)
+	} else {
+		notes = append(notes, fmt.Sprintf("Mounted volume: a store/local Backend (metadata in bbolt, blocks in memory) mounted with storefs in the benchmark process, as a node agent would serve it; seqfile, another process, writes the %s file in 1 MiB writes (the close, which stores the object, timed) and reads it in 1 MiB reads after dropping it from the page cache, checking its CRC-32C. The direct series are Put and Get of the same bytes on the same Backend in the serving process (Get read to its end with the CRC computed). This is the Backend's own throughput, not through the node agent's S3 API: the S3 series at the largest size are that figure.", bench.FormatSize(m.Bytes)))
+	}
+	return notes
+}
+
+// writeStoreReports writes store.json, store.md (also on e.Log) and
+// store.png (S3 latency against size).
+func (e Env) writeStoreReports(r StoreResult) error {
+	f, err := e.create("store.json")
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	md, err := e.create("store.md")
+	if err != nil {
+		return err
+	}
+	defer md.Close()
+	if err := writeStoreMarkdown(io.MultiWriter(md, e.Log), r); err != nil {
+		return err
+	}
+	if err := report.WritePNG(filepath.Join(e.Out, "store.png"), r.S3, "S3 PUT and GET: Handoff's node agent against MinIO"); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Log, "\nreports: %s.{json,md,png}\n", filepath.Join(e.Out, "store"))
+	return nil
+}
+
+func writeStoreMarkdown(w io.Writer, r StoreResult) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## store\n\nStarted %s", r.Started.Format("2006-01-02 15:04:05 MST"))
+	keys := make([]string, 0, len(r.Host))
+	for k := range r.Host {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var host []string
+	for _, k := range keys {
+		host = append(host, k+" "+r.Host[k])
+	}
+	fmt.Fprintf(&b, " on %s.\n\n", strings.Join(host, ", "))
+
+	if len(r.First) > 0 {
+		fmt.Fprintf(&b, "| fresh instance, first read of %s | n | p50 | p99 | mean | warm read p50 |\n|---|---:|---:|---:|---:|---:|\n", bench.FormatSize(r.First[0].First.Size))
+		for _, s := range r.First {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", s.Name, s.First.N, bench.FormatDuration(s.First.P50),
+				bench.FormatDuration(s.First.P99), bench.FormatDuration(s.First.Mean), bench.FormatDuration(s.Warm.P50))
+		}
+		b.WriteString("\n")
+	}
+	if len(r.S3.Points) > 0 {
+		for _, op := range []string{"put", "get"} {
+			fmt.Fprintf(&b, "S3 %s (cells: median latency / MB/s):\n\n", strings.ToUpper(op))
+			if err := report.WriteTable(&b, r.S3, targetHandoff+"-"+op, targetMinIOShm+"-"+op, targetMinIODisk+"-"+op); err != nil {
+				return err
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "| S3, p99 | %s |\n|---|%s\n", strings.Join(r.S3.Series(), " | "), strings.Repeat("---:|", len(r.S3.Series())))
+		for _, size := range r.S3.Sizes() {
+			cells := []string{bench.FormatSize(size)}
+			for _, s := range r.S3.Series() {
+				p, _ := r.S3.Lookup(s, size)
+				cells = append(cells, bench.FormatDuration(p.P99))
+			}
+			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+		}
+		b.WriteString("\n")
+	}
+	if m := r.Mount; m.Skipped == "" && m.Failed == "" && len(m.MountWrite) > 0 {
+		fmt.Fprintf(&b, "| mounted volume, %s sequential | write | read |\n|---|---:|---:|\n", bench.FormatSize(m.Bytes))
+		fmt.Fprintf(&b, "| through the storefs mount (another process) | %s | %s |\n", bench.FormatThroughput(m.Throughput(m.MountWrite)), bench.FormatThroughput(m.Throughput(m.MountRead)))
+		fmt.Fprintf(&b, "| the Backend's Put / Get | %s | %s |\n", bench.FormatThroughput(m.Throughput(m.DirectWrite)), bench.FormatThroughput(m.Throughput(m.DirectRead)))
+		if sizes := r.S3.Sizes(); len(sizes) > 0 {
+			at := sizes[len(sizes)-1]
+			p, _ := r.S3.Lookup(targetHandoff+"-put", at)
+			g, _ := r.S3.Lookup(targetHandoff+"-get", at)
+			fmt.Fprintf(&b, "| (the node agent's S3 API, %s PUT / GET) | %s | %s |\n", bench.FormatSize(at), bench.FormatThroughput(p.Throughput), bench.FormatThroughput(g.Throughput))
+		}
+		b.WriteString("\n")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	fmt.Fprintf(&b, "\nThe bars of issue 5, each against a baseline of this run:\n\n")
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	return report.WriteBars(w, r.Bars)
+}
