@@ -33,7 +33,10 @@ type FirstSeries struct {
 	What string `json:"what"`
 	// First is the process's first read, client set-up included; Warm a
 	// second read with the same client right after.
-	First   bench.Point     `json:"first"`
+	First bench.Point `json:"first"`
+	// Setup is the part of First spent building the client (credentials
+	// read and parsed), before its first request.
+	Setup   bench.Point     `json:"setup"`
 	Warm    bench.Point     `json:"warm"`
 	Samples []time.Duration `json:"samples_ns"`
 	// Nodes counts the instances by the node they ran on.
@@ -53,6 +56,7 @@ type storeAnswer struct {
 	Node  string        `json:"node"`
 	Key   string        `json:"key"`
 	First time.Duration `json:"first_ns"`
+	Setup time.Duration `json:"setup_ns"`
 	Warm  time.Duration `json:"warm_ns"`
 	Fresh bool          `json:"fresh"`
 }
@@ -119,6 +123,7 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 	fmt.Fprintf(e.Log, "first access: %d fresh instances per series (%s), a %s object held by the other node agent\n",
 		sz.fresh, strings.Join([]string{seriesShared, seriesOwn, seriesMinIO1}, ", "), bench.FormatSize(sz.small))
 	warm := make([][]time.Duration, len(series))
+	setup := make([][]time.Duration, len(series))
 	start := time.Now()
 	for i := range sz.fresh {
 		for k := range series {
@@ -129,6 +134,7 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 			}
 			s.Samples = append(s.Samples, a.First)
 			warm[k] = append(warm[k], a.Warm)
+			setup[k] = append(setup[k], a.Setup)
 			if s.Nodes == nil {
 				s.Nodes = map[string]int{}
 			}
@@ -142,9 +148,10 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 	for k, s := range series {
 		s.First = bench.Summarize(s.Name, sz.small, s.Samples)
 		s.Warm = bench.Summarize(s.Name+"-warm", sz.small, warm[k])
+		s.Setup = bench.Summarize(s.Name+"-setup", sz.small, setup[k])
 		out[k] = s.FirstSeries
-		fmt.Fprintf(e.Log, "  %-20s first p50 %s p99 %s; warm p50 %s; nodes %v\n", s.Name, bench.FormatDuration(s.First.P50),
-			bench.FormatDuration(s.First.P99), bench.FormatDuration(s.Warm.P50), s.Nodes)
+		fmt.Fprintf(e.Log, "  %-20s first p50 %s p99 %s (client set-up p50 %s); warm p50 %s; nodes %v\n", s.Name, bench.FormatDuration(s.First.P50),
+			bench.FormatDuration(s.First.P99), bench.FormatDuration(s.Setup.P50), bench.FormatDuration(s.Warm.P50), s.Nodes)
 	}
 	return out, nil
 }

@@ -61,6 +61,7 @@ type Answer struct {
 	Node  string        `json:"node"`
 	Key   string        `json:"key"`
 	First time.Duration `json:"first_ns"` // the process's first read, set-up included
+	Setup time.Duration `json:"setup_ns"` // of which building the client, before any request
 	Warm  time.Duration `json:"warm_ns"`  // a second read with the same client
 	// Fresh is false when this instance served a read before: its first
 	// read is not in this answer.
@@ -111,6 +112,7 @@ func read(ctx context.Context, j Job) (Answer, error) {
 		return a, err
 	}
 	defer closeFn()
+	a.Setup = time.Since(start)
 	b, err := get(ctx, j.Bucket, a.Key)
 	a.First = time.Since(start)
 	if err != nil {
