@@ -119,6 +119,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		}
 		n.seen = r.info
 		n.mu.Unlock()
+		if n.fsys.opts.DirectIO {
+			fuseFlags = fuse.FOPEN_DIRECT_IO
+		}
 		return &handle{node: n, r: r}, fuseFlags, 0
 	}
 	w, errno := n.fsys.openWriter(ctx, bucket, key, flags&syscall.O_TRUNC != 0)
@@ -162,12 +165,14 @@ var (
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if h.w != nil && h.w.modified() {
-		h.node.fsys.log.Info("storefs: read of a file with unstored writes refused; close it and open it again", "key", h.w.key)
+		bucket, key := h.node.name()
+		h.node.fsys.log.Info("storefs: read of a file with unstored writes refused; close it and open it again", "bucket", bucket, "key", key)
 		return nil, syscall.EOPNOTSUPP
 	}
 	h.mu.Lock()
 	r := h.r
 	if r == nil {
+		// Opened for writing, read before any write.
 		bucket, key := h.node.name()
 		var errno syscall.Errno
 		if r, errno = h.node.openReader(ctx, bucket, key); errno != 0 {
@@ -185,7 +190,10 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		return 0, syscall.EBADF
 	}
 	h.mu.Lock()
-	h.r = nil // what it read is stale now
+	if h.r != nil {
+		h.r.close() // what it read is stale now
+		h.r = nil
+	}
 	h.mu.Unlock()
 	return h.w.write(data, off)
 }
@@ -206,6 +214,11 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if h.w != nil {
 		h.node.fsys.releaseWriter(h.w)
 	}
+	h.mu.Lock()
+	if h.r != nil {
+		h.r.close()
+	}
+	h.mu.Unlock()
 	return 0
 }
 

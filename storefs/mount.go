@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff-dev/handoff/store"
 )
@@ -50,6 +52,12 @@ type Options struct {
 	// larger than 1 MiB are written with; the largest file is 10,000
 	// parts. 0 means DefaultPartSize; at least store.MinPartSize.
 	PartSize int64
+	// DirectIO serves reads straight from the read-ahead buffer into the
+	// reader's memory, bypassing the kernel's page cache: sequential
+	// reads of large files run about 1.5-2x faster, but small reads
+	// each cost a round trip to the server and nothing is cached
+	// between opens. mmap still works (kernel 6.6 or later).
+	DirectIO bool
 	// UID and GID own every file and directory; 0 means the server
 	// process's own.
 	UID, GID uint32
@@ -140,9 +148,12 @@ func Mount(dir string, b store.Backend, opts Options) (*Server, error) {
 			MaxWrite: chunkSize,
 			// O_TRUNC arrives in Open rather than as a separate
 			// SETATTR after it.
-			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 			DisableXAttrs:     true,
-			Debug:             opts.Debug,
+			// Replies come from memory; splicing them through a pipe
+			// only adds a copy (and fails past the pipe size, 1 MiB).
+			DisableSplice: true,
+			Debug:         opts.Debug,
 		},
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
@@ -161,7 +172,24 @@ func Mount(dir string, b store.Backend, opts Options) (*Server, error) {
 		}
 		return nil, fmt.Errorf("storefs: mount %s: %w", dir, err)
 	}
+	if err := setReadAhead(dir, opts.ReadAhead); err != nil {
+		opts.Log.Info("storefs: kernel read-ahead left at its default; sequential reads will be slower", "err", err)
+	}
 	return &Server{dir: dir, fuse: srv, fsys: f, cancel: cancel}, nil
+}
+
+// setReadAhead raises the kernel's read-ahead for the mount, which FUSE
+// caps at 128 KiB, so sequential reads arrive as requests of up to 1 MiB
+// (MaxWrite) several at a time rather than 128 KiB one by one. It is a
+// property of the mount's backing device, set in sysfs (root only).
+func setReadAhead(dir string, bytes int64) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return err
+	}
+	kb := max(bytes, chunkSize) >> 10
+	path := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(path, []byte(strconv.FormatInt(kb, 10)), 0)
 }
 
 // Available reports whether this process can use FUSE at all: an error

@@ -12,10 +12,12 @@ import (
 )
 
 // reader reads one version of an object: the one open saw. Sequential
-// reads go through a read-ahead buffer of 1 MiB chunks, each one ranged
-// Get, fetched Options.ReadAhead ahead of the reader; other reads are one
-// ranged Get each. If the object is replaced or deleted while open, reads
-// fail with ESTALE rather than mix two versions.
+// reads go through a read-ahead buffer of 1 MiB chunks that one fetcher
+// goroutine fills, Options.ReadAhead ahead of the reader, from a single
+// streaming Get (one Backend call for a whole sequential pass, which
+// keeps the object's blocks pinned until the file is closed). Other
+// reads are one ranged Get each. If the object is replaced or deleted
+// while open, reads fail with ESTALE rather than mix two versions.
 type reader struct {
 	f     *fsys
 	info  store.ObjectInfo // the version read
@@ -23,15 +25,25 @@ type reader struct {
 
 	// mu guards all following fields.
 	mu     sync.Mutex
-	chunks map[int64]*chunk // by index: offset / chunkSize
+	chunks map[int64]*chunk // by index (offset / chunkSize)
 	next   int64            // offset just past the last read
+	// The fetcher fills the chunks not yet filled, lowest index first,
+	// from body.
+	fetching bool          // the fetcher goroutine runs; it owns body meanwhile
+	body     *store.Object // open Get, positioned at chunk bodyAt
+	bodyAt   int64
+	closed   bool
 }
 
-// chunk is one chunk of the object, fetched or being fetched.
+// chunk is one chunk of the object. Every chunk in reader.chunks gets
+// filled: the fetcher takes them in turn, and only filled chunks are
+// dropped, so a read waiting on one is never left behind.
 type chunk struct {
 	ready chan struct{} // closed when data or err is set
 	data  []byte
 	err   error
+	taken bool // the fetcher is filling it or has; guarded by reader.mu
+	done  bool // filled; guarded by reader.mu
 }
 
 func newReader(f *fsys, info store.ObjectInfo) *reader {
@@ -49,7 +61,7 @@ func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	r.mu.Lock()
 	seq := off == r.next || r.chunks[first] != nil || r.chunks[first-1] != nil
 	r.next = off + n
-	if !seq || r.ahead == 0 {
+	if !seq || r.ahead == 0 || r.closed {
 		r.mu.Unlock()
 		if errno := r.direct(dest[:n], off); errno != 0 {
 			return nil, errno
@@ -57,16 +69,25 @@ func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 		return fuse.ReadResultData(dest[:n]), 0
 	}
 	cs := make([]*chunk, 0, last-first+1)
-	for i := first; i <= last; i++ {
-		cs = append(cs, r.chunk(i))
+	end := min(last+r.ahead, (size-1)/chunkSize)
+	for i := first; i <= end; i++ {
+		c := r.chunks[i]
+		if c == nil {
+			c = &chunk{ready: make(chan struct{})}
+			r.chunks[i] = c
+		}
+		if i <= last {
+			cs = append(cs, c)
+		}
 	}
-	for i := last + 1; i <= last+r.ahead && i*chunkSize < size; i++ {
-		r.chunk(i)
-	}
-	for i := range r.chunks {
-		if i < first-1 || i > last+r.ahead {
+	for i, c := range r.chunks {
+		if c.done && (i < first-1 || i > end) {
 			delete(r.chunks, i)
 		}
+	}
+	if !r.fetching {
+		r.fetching = true
+		go r.fetcher()
 	}
 	r.mu.Unlock()
 
@@ -89,22 +110,94 @@ func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// chunk returns chunk i, starting its fetch if it is not held. The
-// caller holds r.mu.
-func (r *reader) chunk(i int64) *chunk {
-	if c := r.chunks[i]; c != nil {
-		return c
-	}
-	c := &chunk{ready: make(chan struct{})}
-	r.chunks[i] = c
-	go func() {
-		off := i * chunkSize
-		buf := make([]byte, min(chunkSize, r.info.Size-off))
-		c.err = r.fetch(buf, off)
-		c.data = buf
+// fetcher fills the chunks not yet taken, lowest index first, and exits
+// when none is left.
+func (r *reader) fetcher() {
+	for {
+		r.mu.Lock()
+		var c *chunk
+		i := int64(-1)
+		for j, cj := range r.chunks {
+			if !cj.taken && (c == nil || j < i) {
+				c, i = cj, j
+			}
+		}
+		if c == nil || r.closed {
+			r.fetching = false
+			if r.closed {
+				r.closeBody()
+				for _, cj := range r.chunks {
+					if !cj.taken {
+						cj.taken, cj.done, cj.err = true, true, errClosed
+						close(cj.ready)
+					}
+				}
+			}
+			r.mu.Unlock()
+			return
+		}
+		c.taken = true
+		r.mu.Unlock()
+
+		data, err := r.fill(i)
+
+		r.mu.Lock()
+		c.data, c.err, c.done = data, err, true
 		close(c.ready)
-	}()
-	return c
+		r.mu.Unlock()
+	}
+}
+
+var errClosed = fmt.Errorf("%w: read after release", syscall.EBADF)
+
+// fill reads chunk i from the streaming Get, opening it at i if it is
+// elsewhere. Only the fetcher calls it.
+func (r *reader) fill(i int64) ([]byte, error) {
+	off := i * chunkSize
+	if r.body == nil || r.bodyAt != i {
+		r.closeBody()
+		obj, err := r.f.b.Get(r.f.ctx, r.info.Bucket, r.info.Key, &store.Range{First: off, Last: -1})
+		if err != nil {
+			return nil, err
+		}
+		if err := r.check(obj.Info); err != nil {
+			obj.Body.Close()
+			return nil, err
+		}
+		r.body, r.bodyAt = obj, i
+	}
+	buf := make([]byte, min(chunkSize, r.info.Size-off))
+	if _, err := io.ReadFull(r.body.Body, buf); err != nil {
+		r.closeBody()
+		return nil, fmt.Errorf("storefs: reading %s/%s at %d: %w", r.info.Bucket, r.info.Key, off, err)
+	}
+	r.bodyAt++
+	return buf, nil
+}
+
+func (r *reader) closeBody() {
+	if r.body != nil {
+		r.body.Body.Close()
+		r.body = nil
+	}
+}
+
+// close ends the reader, releasing its Get.
+func (r *reader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if !r.fetching {
+		r.closeBody()
+	}
+}
+
+// check fails with ESTALE when info is not the version open saw.
+func (r *reader) check(info store.ObjectInfo) error {
+	if info.ETag != r.info.ETag || info.Size != r.info.Size || !info.Modified.Equal(r.info.Modified) {
+		return fmt.Errorf("%w: %s/%s was replaced while open; open it again", syscall.ESTALE, r.info.Bucket, r.info.Key)
+	}
+	return nil
 }
 
 // direct reads len(p) bytes at off with one ranged Get.
@@ -122,8 +215,8 @@ func (r *reader) fetch(p []byte, off int64) error {
 		return err
 	}
 	defer obj.Body.Close()
-	if obj.Info.ETag != r.info.ETag || obj.Info.Size != r.info.Size || !obj.Info.Modified.Equal(r.info.Modified) {
-		return fmt.Errorf("%w: %s/%s was replaced while open; open it again", syscall.ESTALE, r.info.Bucket, r.info.Key)
+	if err := r.check(obj.Info); err != nil {
+		return err
 	}
 	if _, err := io.ReadFull(obj.Body, p); err != nil {
 		return fmt.Errorf("storefs: reading %s/%s at %d: %w", r.info.Bucket, r.info.Key, off, err)

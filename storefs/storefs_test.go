@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -73,6 +74,24 @@ func mount(t testing.TB, cfg local.Config, opts storefs.Options) *mounted {
 	return &mounted{dir: dir, b: b, srv: srv}
 }
 
+// mountAgain mounts b a second time, with other options, until the
+// test ends.
+func mountAgain(t testing.TB, b store.Backend, opts storefs.Options) string {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := storefs.Mount(dir, b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		srv.Wait()
+	})
+	return dir
+}
+
 // mountedAt reports whether /proc/self/mountinfo lists a mount at dir.
 func mountedAt(t testing.TB, dir string) bool {
 	t.Helper()
@@ -123,10 +142,12 @@ func (m *mounted) put(t testing.TB, bucket, key string, data []byte) {
 
 // randomBytes returns n reproducible pseudo-random bytes.
 func randomBytes(n int, seed uint64) []byte {
-	b := make([]byte, n)
-	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
-	r.Read(b)
-	return b
+	b := make([]byte, n+8)
+	r := rand.NewPCG(seed, 7)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	return b[:n]
 }
 
 func wantErrno(t *testing.T, err error, want syscall.Errno) {
