@@ -1,11 +1,14 @@
 package suite
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,6 +27,7 @@ const (
 	seriesShared = "shared-node-client" // storefn shared
 	seriesOwn    = "own-store-client"   // storefn own
 	seriesMinIO1 = "fresh-minio-client" // storefn minio
+	seriesRaw1   = "raw-loopback-tcp"   // storefn raw: the floor
 )
 
 // FirstSeries is one way for a fresh instance to reach the store, tried
@@ -105,6 +109,11 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 	if err != nil {
 		return nil, err
 	}
+	raw, err := serveRaw(data)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
 	series := []struct {
 		FirstSeries
 		job storeJob
@@ -119,9 +128,12 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 		{FirstSeries{Name: seriesMinIO1, What: "minio-go built from scratch to MinIO (data on /dev/shm): TCP connect, signature V4"},
 			storeJob{Mode: "minio", Bucket: mn.Bucket(), Key: "first", Size: sz.small},
 			map[string]string{"BENCH_MINIO": strings.Join([]string{mn.Endpoint(), mn.AccessKey(), mn.SecretKey()}, ",")}},
+		{FirstSeries{Name: seriesRaw1, What: "the floor of a fresh process's first access here: one loopback TCP connection to a server in the harness that answers a line with the bytes, no protocol, no store"},
+			storeJob{Mode: "raw", Key: "first", Size: sz.small},
+			map[string]string{"BENCH_RAW": raw.Addr().String()}},
 	}
 	fmt.Fprintf(e.Log, "first access: %d fresh instances per series (%s), a %s object held by the other node agent\n",
-		sz.fresh, strings.Join([]string{seriesShared, seriesOwn, seriesMinIO1}, ", "), bench.FormatSize(sz.small))
+		sz.fresh, strings.Join([]string{seriesShared, seriesOwn, seriesMinIO1, seriesRaw1}, ", "), bench.FormatSize(sz.small))
 	warm := make([][]time.Duration, len(series))
 	setup := make([][]time.Duration, len(series))
 	start := time.Now()
@@ -193,4 +205,37 @@ func getAll(ctx context.Context, c *minio.Client, bucket, key string) ([]byte, e
 	}
 	defer obj.Close()
 	return io.ReadAll(obj)
+}
+
+// serveRaw answers every line on every connection with an 8-byte
+// big-endian length and data: storefn's raw mode, the floor of a first
+// access.
+func serveRaw(data []byte) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	msg := binary.BigEndian.AppendUint64(nil, uint64(len(data)))
+	msg = append(msg, data...)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := br.ReadSlice('\n'); err != nil {
+						return
+					}
+					if _, err := c.Write(msg); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln, nil
 }

@@ -24,8 +24,8 @@ func TestStoreQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.First) != 3 {
-		t.Fatalf("%d first-access series, want 3", len(res.First))
+	if len(res.First) != 4 {
+		t.Fatalf("%d first-access series, want 4", len(res.First))
 	}
 	for _, s := range res.First {
 		if s.First.N == 0 || s.First.P50 <= 0 || s.Warm.P50 <= 0 {

@@ -13,6 +13,8 @@
 //	        block tier that dials the holder over peerlink (TCP + mutual
 //	        TLS with a member certificate of its own), set up from scratch
 //	minio   minio-go built from scratch against a MinIO server
+//	raw     the floor: one loopback TCP connection to a server that
+//	        answers any line with the object's bytes, no protocol
 //
 // The timed section starts before the client is built (credentials read
 // and parsed, connections dialled, handshakes done) and ends when the
@@ -22,9 +24,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -74,6 +78,7 @@ const (
 	envToken   = "BENCH_STORE_TOKEN"   // file holding the cluster token (own)
 	envTLS     = "BENCH_STORE_TLS"     // CA,cert,key files of a member identity (own)
 	envMinIO   = "BENCH_MINIO"         // endpoint,access,secret of MinIO (minio)
+	envRaw     = "BENCH_RAW"           // host:port of the raw server (raw)
 )
 
 var served bool
@@ -147,8 +152,10 @@ func open(mode string) (reader, func(), error) {
 		return s3Reader(f[0], f[1], f[2], "us-east-1")
 	case "own":
 		return ownReader()
+	case "raw":
+		return rawReader(os.Getenv(envRaw))
 	}
-	return nil, nil, fmt.Errorf("unknown mode %q; use shared, own or minio", mode)
+	return nil, nil, fmt.Errorf("unknown mode %q; use shared, own, minio or raw", mode)
 }
 
 // s3Reader is minio-go with a region given, so that it asks for no
@@ -212,4 +219,35 @@ func ownReader() (reader, func(), error) {
 		return b.Bytes(), err
 	}
 	return get, func() { st.Close() }, nil
+}
+
+// rawReader reads from a server that answers every line it gets with an
+// 8-byte big-endian length and that many bytes: a loopback TCP round trip
+// and nothing else, over one connection dialled on the first read.
+func rawReader(addr string) (reader, func(), error) {
+	var c net.Conn
+	get := func(ctx context.Context, _, key string) ([]byte, error) {
+		if c == nil {
+			var d net.Dialer
+			var err error
+			if c, err = d.DialContext(ctx, "tcp", addr); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := fmt.Fprintf(c, "%s\n", key); err != nil {
+			return nil, err
+		}
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return nil, err
+		}
+		b := make([]byte, binary.BigEndian.Uint64(hdr[:]))
+		_, err := io.ReadFull(c, b)
+		return b, err
+	}
+	return get, func() {
+		if c != nil {
+			c.Close()
+		}
+	}, nil
 }
