@@ -29,12 +29,16 @@
 //
 // # Reading
 //
-// Open snapshots the object (Head) and reads that version with ranged
-// Gets: sequential reads through a read-ahead buffer of 1 MiB chunks
-// fetched Options.ReadAhead (8 MiB) ahead, other reads with one Get each.
-// If the object is replaced or deleted while it is open, reads that miss
-// the kernel's page cache fail with ESTALE rather than mix versions. The
-// page cache is kept across opens while the object is unchanged.
+// Open snapshots the object (Head) and reads that version. Sequential
+// reads go through a read-ahead buffer of 1 MiB chunks that one goroutine
+// fills Options.ReadAhead (8 MiB) ahead of the reader from a single
+// streaming Get; the kernel is told to read ahead as far, in requests of
+// up to 1 MiB. Other reads are one ranged Get each. If the object is
+// replaced or deleted while it is open, reads that miss the kernel's
+// page cache fail with ESTALE rather than mix versions. The page cache
+// is kept across opens while the object is unchanged;
+// Options.DirectIO bypasses it, which makes large sequential reads
+// faster and small ones slower.
 //
 // # Writing
 //

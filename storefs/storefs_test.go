@@ -277,6 +277,42 @@ func TestBackendWritesShowInMount(t *testing.T) {
 	wantErrno(t, err, syscall.ESTALE)
 }
 
+// TestTwoMounts writes through one mount and reads through another of
+// the same Backend, as two nodes sharing a store will.
+func TestTwoMounts(t *testing.T) {
+	a := mount(t, local.Config{}, storefs.Options{})
+	const cache = 200 * time.Millisecond
+	b := mountAgain(t, a.b, storefs.Options{CacheTimeout: cache})
+	a.bucket(t, "shared")
+	data := randomBytes(10<<20+3, 6)
+	if err := os.WriteFile(a.path("shared", "out"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A name never seen is looked up afresh: visible at once.
+	if got, err := os.ReadFile(filepath.Join(b, "shared", "out")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read through the second mount: %d bytes, %v", len(got), err)
+	}
+	// A replacement shows in the other mount within its cache timeout.
+	data2 := randomBytes(12<<20+5, 7)
+	if err := os.WriteFile(a.path("shared", "out"), data2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cache + 50*time.Millisecond)
+	if fi, err := os.Stat(filepath.Join(b, "shared", "out")); err != nil || fi.Size() != int64(len(data2)) {
+		t.Fatalf("stat through the second mount after its cache timeout: %v, %v", fi, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(b, "shared", "out")); err != nil || !bytes.Equal(got, data2) {
+		t.Fatalf("read of the replacement through the second mount: %d bytes, %v", len(got), err)
+	}
+	if err := os.Remove(a.path("shared", "out")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cache + 50*time.Millisecond)
+	if _, err := os.Stat(filepath.Join(b, "shared", "out")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("removed file still there in the second mount: %v", err)
+	}
+}
+
 func TestStatAndList(t *testing.T) {
 	m := mount(t, local.Config{}, storefs.Options{})
 	m.bucket(t, "list")
