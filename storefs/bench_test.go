@@ -28,8 +28,8 @@ var benchSize = flag.Int64("storefs.benchsize", 256<<20, "object size of Benchma
 // (Put and Get of the node's store/local), the floor the mount is held
 // to: the issue's bar is half the direct throughput. Reads through the
 // mount start with the kernel's page cache dropped for the file, so
-// every byte crosses FUSE; Read/MountDirectIO bypasses the page cache
-// (Options.DirectIO); Read/S3 is the same object over the S3 API on
+// every byte crosses FUSE; Read/Mount bypasses the page cache (the
+// default), Read/MountPageCache goes through it; Read/S3 is the same object over the S3 API on
 // loopback HTTP with minio-go, the other way an instance reads it.
 //
 //	go test -run NONE -bench Sequential -benchtime 3x ./storefs
@@ -114,8 +114,8 @@ func BenchmarkSequential(b *testing.B) {
 		}
 	}
 	b.Run("Read/Mount", func(b *testing.B) { readFile(b, m.path("bench", "src")) })
-	dio := mountAgain(b, m.b, storefs.Options{DirectIO: true})
-	b.Run("Read/MountDirectIO", func(b *testing.B) { readFile(b, filepath.Join(dio, "bench", "src")) })
+	pc := mountAgain(b, m.b, storefs.Options{PageCache: true})
+	b.Run("Read/MountPageCache", func(b *testing.B) { readFile(b, filepath.Join(pc, "bench", "src")) })
 
 	// The S3 API over loopback HTTP: what an instance that does not use
 	// the mount reads through.

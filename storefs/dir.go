@@ -29,6 +29,7 @@ var (
 	_ fs.NodeRenamer   = (*rootNode)(nil)
 	_ fs.NodeGetattrer = (*rootNode)(nil)
 	_ fs.NodeStatfser  = (*rootNode)(nil)
+	_ fs.NodeFsyncer   = (*rootNode)(nil)
 )
 
 func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -37,6 +38,10 @@ func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 }
 
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
+
+// Fsync of a directory succeeds: mkdir, rmdir, unlink and rename are
+// stored before they return.
+func (r *rootNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno { return 0 }
 
 func (r *rootNode) bucketInode(ctx context.Context, name string) *fs.Inode {
 	return inodeFor(ctx, r.EmbeddedInode(), name, syscall.S_IFDIR, func() fs.InodeEmbedder {
@@ -130,6 +135,7 @@ var (
 	_ fs.NodeRenamer   = (*dirNode)(nil)
 	_ fs.NodeGetattrer = (*dirNode)(nil)
 	_ fs.NodeStatfser  = (*dirNode)(nil)
+	_ fs.NodeFsyncer   = (*dirNode)(nil)
 )
 
 func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -146,6 +152,9 @@ func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrO
 }
 
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return statfs(out) }
+
+// Fsync of a directory succeeds, as the root's does.
+func (d *dirNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno { return 0 }
 
 func (d *dirNode) key(name string) (string, syscall.Errno) {
 	key := d.prefix + name

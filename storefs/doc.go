@@ -34,11 +34,11 @@
 // fills Options.ReadAhead (8 MiB) ahead of the reader from a single
 // streaming Get; the kernel is told to read ahead as far, in requests of
 // up to 1 MiB. Other reads are one ranged Get each. If the object is
-// replaced or deleted while it is open, reads that miss the kernel's
-// page cache fail with ESTALE rather than mix versions. The page cache
-// is kept across opens while the object is unchanged;
-// Options.DirectIO bypasses it, which makes large sequential reads
-// faster and small ones slower.
+// replaced or deleted while it is open, reads fail with ESTALE rather
+// than mix versions. Reads bypass the kernel's page cache by default
+// (direct I/O, the fastest for large sequential reads); with
+// Options.PageCache they go through it, and it is kept across opens
+// while the object is unchanged.
 //
 // # Writing
 //

@@ -119,7 +119,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		}
 		n.seen = r.info
 		n.mu.Unlock()
-		if n.fsys.opts.DirectIO {
+		if !n.fsys.opts.PageCache {
 			fuseFlags = fuse.FOPEN_DIRECT_IO
 		}
 		return &handle{node: n, r: r}, fuseFlags, 0

@@ -158,7 +158,12 @@ func wantErrno(t *testing.T, err error, want syscall.Errno) {
 }
 
 func TestWriteAndReadBack(t *testing.T) {
-	m := mount(t, local.Config{}, storefs.Options{})
+	t.Run("DirectIO", func(t *testing.T) { testWriteAndReadBack(t, storefs.Options{}) })
+	t.Run("PageCache", func(t *testing.T) { testWriteAndReadBack(t, storefs.Options{PageCache: true}) })
+}
+
+func testWriteAndReadBack(t *testing.T, opts storefs.Options) {
+	m := mount(t, local.Config{}, opts)
 	m.bucket(t, "data")
 
 	small := []byte("hello, mount\n")
@@ -448,6 +453,15 @@ func TestRenameAndRemove(t *testing.T) {
 	if got := m.backendBytes(t, "one", "final"); !bytes.Equal(got, data) {
 		t.Fatal("renamed object differs")
 	}
+	// Careful savers fsync the directory after the rename.
+	d, err := os.Open(m.path("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatalf("fsync of a directory: %v", err)
+	}
+	d.Close()
 	// Into a directory of another bucket, over an existing file.
 	if err := os.MkdirAll(m.path("two", "d"), 0o755); err != nil {
 		t.Fatal(err)
@@ -472,7 +486,7 @@ func TestRenameAndRemove(t *testing.T) {
 	if _, err := m.b.Head(context.Background(), "two", "d/final"); !errors.Is(err, store.ErrNoSuchKey) {
 		t.Fatalf("object still there after unlink: %v", err)
 	}
-	_, err := os.Stat(m.path("two", "d", "final"))
+	_, err = os.Stat(m.path("two", "d", "final"))
 	wantErrno(t, err, syscall.ENOENT)
 }
 
