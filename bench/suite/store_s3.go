@@ -37,8 +37,8 @@ type s3Target struct {
 var s3PutOptions = minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
 
 // measureS3 PUTs and GETs objects of every size through each target with
-// the same client, the targets in turn for every repetition so that the
-// machine's noise falls on all alike. Each object is checked once per
+// the same client, the targets in turn for every repetition (starting at
+// another each time) so that the machine's noise falls on all alike. Each object is checked once per
 // size and deleted after its GET, outside the timed sections.
 func (e Env) measureS3(ctx context.Context, n *storeNode, shm, disk *baseline.MinIO, sz storeSizes) (bench.Result, error) {
 	res := bench.NewResult("store-s3")
@@ -60,7 +60,11 @@ func (e Env) measureS3(ctx context.Context, n *storeNode, shm, disk *baseline.Mi
 	largest := sz.s3[len(sz.s3)-1]
 	payload := make([]byte, largest)
 	rand.NewChaCha8([32]byte{'s', '3'}).Read(payload)
+	// The GET buffer is touched before any GET: a first touch of fresh
+	// memory costs about 5 s per GiB on this VM, and would fall on
+	// whichever target first reads the largest size.
 	buf := make([]byte, largest)
+	copy(buf, payload)
 	fmt.Fprintf(e.Log, "S3 PUT and GET through %s (node %s), %s and %s\n", targetHandoff, n.ID, targetMinIOShm, targetMinIODisk)
 	// A warm-up of every target, untimed.
 	for _, t := range targets {
@@ -73,7 +77,11 @@ func (e Env) measureS3(ctx context.Context, n *storeNode, shm, disk *baseline.Mi
 		put := make([][]time.Duration, len(targets))
 		get := make([][]time.Duration, len(targets))
 		for i := range reps {
-			for k, t := range targets {
+			// Each repetition starts at another target, so that none
+			// always follows the same one.
+			for j := range targets {
+				k := (i + j) % len(targets)
+				t := targets[k]
 				p, g, err := s3Once(ctx, t, fmt.Sprintf("obj-%d-%d", size, i), payload[:size], buf, i == 0)
 				if err != nil {
 					return res, fmt.Errorf("%s, %s: %w", t.name, bench.FormatSize(size), err)
