@@ -34,7 +34,8 @@ type Status struct {
 type Node struct {
 	ID        string     `json:"id"`
 	Addr      string     `json:"addr"`
-	S3        string     `json:"s3,omitempty"` // the node's S3-compatible API
+	S3        string     `json:"s3,omitempty"`         // the node's S3-compatible API
+	StoreDir  string     `json:"storeMount,omitempty"` // where it mounts the store, or "off: why"
 	Up        bool       `json:"up"`
 	LastSeen  time.Time  `json:"lastSeen"`
 	RSS       int64      `json:"rss"`

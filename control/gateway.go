@@ -411,7 +411,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := api.Status{Gateway: s.URL(), Nodes: []api.Node{}, Functions: []api.Function{}, Async: map[string]int{}}
 	s.mu.Lock()
 	for _, n := range s.nodes {
-		st.Nodes = append(st.Nodes, api.Node{ID: n.id, Addr: n.addr, S3: n.last.S3Addr, Up: n.up, LastSeen: n.lastSeen, RSS: n.last.RSS, Instances: n.last.Instances})
+		st.Nodes = append(st.Nodes, api.Node{ID: n.id, Addr: n.addr, S3: n.last.S3Addr, StoreDir: n.last.StoreMount, Up: n.up, LastSeen: n.lastSeen, RSS: n.last.RSS, Instances: n.last.Instances})
 	}
 	s.mu.Unlock()
 	sortNodes(st.Nodes)

@@ -128,7 +128,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 }
 
 func (a *Agent) beat(ctx context.Context, client *http.Client) error {
-	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), S3Addr: a.s3Ln.Addr().String(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS(),
+	hb := Heartbeat{ID: a.cfg.ID, Addr: a.Addr(), WireAddr: a.wireLn.Addr().String(), S3Addr: a.s3Ln.Addr().String(), StoreMount: a.StoreMount(), Boot: a.boot, Instances: a.infos(), RSS: selfRSS(),
 		Holder: a.holder, Adopted: a.refs.Adopted()}
 	if a.cfg.AdminToken != "" {
 		c := a.leases.capacity()

@@ -77,6 +77,8 @@ type Config struct {
 	// S3Listen is the address of the node's S3-compatible API (default
 	// 127.0.0.1:0).
 	S3Listen string
+	// NoStoreMount leaves the store unmounted (see mount.go).
+	NoStoreMount bool
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -94,6 +96,8 @@ type Heartbeat struct {
 	Boot     string `json:"boot"` // changes every time the agent starts
 	WireAddr string `json:"wireAddr,omitempty"`
 	S3Addr   string `json:"s3Addr,omitempty"` // the node's S3-compatible API
+	// StoreMount is where the node mounts the store, or "off: why".
+	StoreMount string `json:"storeMount,omitempty"`
 	// Holder is the name this agent incarnation signs references with
 	// (its id and boot), PeerAddr where members pull from it, Adopted the
 	// holders whose buffers it took over from draining members.
@@ -131,9 +135,12 @@ type Agent struct {
 	store   *local.Store     // the cluster store, as this node serves it
 	tier    *spread.Tier     // this node's store blocks, which peers read
 	s3      http.Handler     // the S3-compatible API over store
-	member  *pki.Member      // the cluster identity, nil without Config.TLS
-	holder  string           // the holder name in references this agent signs
-	ctx     context.Context  // done when Run stops
+	// mountDir is where the store is mounted ("" when it is not: mountErr
+	// says why); both are set before instances start.
+	mountDir, mountErr string
+	member             *pki.Member     // the cluster identity, nil without Config.TLS
+	holder             string          // the holder name in references this agent signs
+	ctx                context.Context // done when Run stops
 
 	ln      net.Listener
 	localLn net.Listener
@@ -284,6 +291,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopSweep()
 	stopS3 := a.serveS3()
 	defer stopS3()
+	unmount := a.mountStore()
+	defer unmount()
 	go a.leases.run(runCtx)
 	go a.runs.sweep(runCtx)
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
@@ -455,6 +464,7 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	sort.Strings(vars)
 	vars = append(vars, "HANDOFF_FD="+fdSock)
 	vars = append(vars, a.storeEnv()...)
+	vars = append(vars, a.mountEnv()...)
 	vars = append(vars, env...)
 	cfg := supervisor.Config{
 		ID:           id,

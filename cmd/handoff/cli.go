@@ -255,9 +255,9 @@ func cmdStatus(args []string) error {
 	}
 	fmt.Printf("gateway %s\n\n", st.Gateway)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tS3 API\tUP\tAGENT RSS\tINSTANCES")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tS3 API\tSTORE MOUNT\tUP\tAGENT RSS\tINSTANCES")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\thttp://%s\t%v\t%s\t%d\n", n.ID, n.Addr, n.S3, n.Up, xfer.Human(n.RSS), len(n.Instances))
+		fmt.Fprintf(tw, "%s\t%s\thttp://%s\t%s\t%v\t%s\t%d\n", n.ID, n.Addr, n.S3, n.StoreDir, n.Up, xfer.Human(n.RSS), len(n.Instances))
 	}
 	fmt.Fprintln(tw, "\nINSTANCE\tFUNCTION\tNODE\tSTATE\tPID\tMEMORY\tRESTARTS\tCOLD START")
 	for _, n := range st.Nodes {

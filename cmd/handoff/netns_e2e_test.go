@@ -11,9 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/platform"
 	"github.com/handoff-dev/handoff/pki"
 )
 
@@ -67,14 +69,18 @@ func netnsPair(t *testing.T) (a, b string) {
 func TestCrossNamespacePull(t *testing.T) {
 	nsA, nsB := netnsPair(t)
 	dir := t.TempDir()
+	// Runs after the processes below are killed: their store mounts die
+	// with them and must be detached before the directory can go.
+	t.Cleanup(func() { platform.DetachMounts(dir) })
 
 	up := exec.Command("ip", "netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1")
 	stdout, _ := up.StdoutPipe()
 	up.Stderr = io.Discard
+	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its node agents die with it
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { up.Process.Kill(); up.Wait() })
+	t.Cleanup(func() { syscall.Kill(-up.Process.Pid, syscall.SIGKILL); up.Wait() })
 	lines := bufio.NewScanner(stdout)
 	gateway := ""
 	for lines.Scan() {
@@ -147,13 +153,17 @@ func TestCrossNamespacePull(t *testing.T) {
 func TestCrossNamespaceStream(t *testing.T) {
 	nsA, nsB := netnsPair(t)
 	dir := t.TempDir()
+	// Runs after the processes below are killed: their store mounts die
+	// with them and must be detached before the directory can go.
+	t.Cleanup(func() { platform.DetachMounts(dir) })
 	up := exec.Command("ip", "netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1", "--run-slots", "1")
 	stdout, _ := up.StdoutPipe()
 	up.Stderr = io.Discard
+	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its node agents die with it
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { up.Process.Kill(); up.Wait() })
+	t.Cleanup(func() { syscall.Kill(-up.Process.Pid, syscall.SIGKILL); up.Wait() })
 	lines := bufio.NewScanner(stdout)
 	gateway := ""
 	for lines.Scan() {

@@ -171,6 +171,7 @@ func cmdNode(args []string) error {
 	spill := fs.String("spill-dir", "", `where buffers go when the memory budget is full (default DIR/spill; "-" to wait and then refuse instead)`)
 	storeMem := fs.String("store-memory", "", "memory budget of the node's share of the store (default: an eighth of the machine's memory)")
 	s3Listen := fs.String("s3-listen", "127.0.0.1:0", "address of the node's S3-compatible API")
+	noMount := fs.Bool("no-store-mount", false, "do not mount the store (FUSE) into instances; the S3 API still serves it")
 	var tlsFiles pki.Files
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "cluster CA certificate (PEM)")
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "this node's certificate (PEM)")
@@ -219,7 +220,7 @@ func cmdNode(args []string) error {
 	}
 	a, err := node.New(node.Config{AdminToken: admin, ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
 		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen,
-		StoreMemory: storeBudget, S3Listen: *s3Listen})
+		StoreMemory: storeBudget, S3Listen: *s3Listen, NoStoreMount: *noMount})
 	if err != nil {
 		return err
 	}

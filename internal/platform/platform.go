@@ -128,6 +128,24 @@ func (p *Platform) Kill() {
 	case <-time.After(10 * time.Second):
 	}
 	p.closeLog()
+	DetachMounts(p.Dir)
+}
+
+// DetachMounts lazily unmounts every mount under dir: the store mounts
+// of node agents killed before they could unmount, which would otherwise
+// fail every access with "transport endpoint is not connected".
+func DetachMounts(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil || dir == "" {
+		return
+	}
+	prefix := filepath.Clean(dir) + string(filepath.Separator)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+			_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
+		}
+	}
 }
 
 // Exited yields the platform's exit error once it exits by itself.
