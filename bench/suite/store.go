@@ -36,9 +36,12 @@ type StoreResult struct {
 	MinIODisk string `json:"minio_disk"`
 	// Mount is sequential write and read through a storefs mount against
 	// the Backend it serves.
-	Mount MountResult  `json:"mount"`
-	Bars  []report.Bar `json:"bars"`
-	Notes []string     `json:"notes"`
+	Mount MountResult `json:"mount"`
+	// NodeMount is the same through node agent n1's own mount of the
+	// cluster store against its S3 API.
+	NodeMount MountResult  `json:"node_mount"`
+	Bars      []report.Bar `json:"bars"`
+	Notes     []string     `json:"notes"`
 }
 
 // storeSizes are the sizes and repetitions of a run.
@@ -145,6 +148,12 @@ func Store(ctx context.Context, e Env) (StoreResult, error) {
 		return res, fmt.Errorf("S3 against MinIO: %w", err)
 	}
 	res.Mount = e.measureMount(ctx, tmp, seqfile, sz)
+	// The node agents report their mounts with their heartbeats: ask
+	// again now.
+	if again, err := storeNodes(ctx, p); err == nil {
+		nodes = again
+	}
+	res.NodeMount = e.measureNodeMount(ctx, nodes["n1"], seqfile, sz)
 	res.Bars = storeBars(res)
 	res.Notes = storeNotes(res)
 	return res, e.writeStoreReports(res)
@@ -155,6 +164,8 @@ type storeNode struct {
 	ID       string
 	Endpoint string
 	C        *minio.Client
+	// Mount is where the node agent mounts the store, or "off: why".
+	Mount string
 }
 
 func (n *storeNode) String() string { return n.ID + "=" + n.Endpoint }
@@ -180,7 +191,7 @@ func storeNodes(ctx context.Context, p *platform.Platform) (map[string]*storeNod
 		if err != nil {
 			return nil, err
 		}
-		out[n.ID] = &storeNode{ID: n.ID, Endpoint: n.S3, C: c}
+		out[n.ID] = &storeNode{ID: n.ID, Endpoint: n.S3, C: c, Mount: n.StoreDir}
 	}
 	if out["n1"] == nil || out["n2"] == nil {
 		return nil, fmt.Errorf("want node agents n1 and n2, have %v", out)

@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/handoff-dev/handoff/bench"
 	"github.com/handoff-dev/handoff/bench/seqio"
@@ -173,4 +177,81 @@ func runSeqfile(ctx context.Context, timeout time.Duration, bin string, args ...
 		return t, fmt.Errorf("seqfile %v printed %q: %w", args, out.String(), err)
 	}
 	return t, nil
+}
+
+// measureNodeMount has seqfile write and read one file through node agent
+// n's own mount of the cluster store (what instances get as
+// HANDOFF_STORE_DIR), against a PUT and a GET of the same bytes through
+// n's S3 API on loopback, which the mount is held to; the four in turn
+// per repetition. Direct* are the S3 API here.
+func (e Env) measureNodeMount(ctx context.Context, n *storeNode, seqfile string, sz storeSizes) MountResult {
+	res, err := e.nodeMountSeries(ctx, n, seqfile, sz)
+	if err != nil {
+		res.Failed = err.Error()
+		fmt.Fprintf(e.Log, "node agent's mount: failed: %v\n", err)
+	}
+	return res
+}
+
+func (e Env) nodeMountSeries(ctx context.Context, n *storeNode, seqfile string, sz storeSizes) (MountResult, error) {
+	res := MountResult{Bytes: sz.mount}
+	if n.Mount == "" || strings.HasPrefix(n.Mount, "off") {
+		res.Skipped = fmt.Sprintf("node agent %s has no store mount (%q)", n.ID, n.Mount)
+		fmt.Fprintf(e.Log, "node agent's mount: skipped: %s\n", res.Skipped)
+		return res, nil
+	}
+	if err := n.C.MakeBucket(ctx, mountBucket, minio.MakeBucketOptions{}); err != nil {
+		return res, err
+	}
+	data := make([]byte, sz.mount)
+	if _, err := io.ReadFull(seqio.NewReader(sz.mount), data); err != nil {
+		return res, err
+	}
+	want := seqio.Sum(sz.mount)
+	path := filepath.Join(n.Mount, mountBucket, "mounted")
+	fmt.Fprintf(e.Log, "node agent %s's mount at %s: %s written and read %d times through it and through its S3 API\n", n.ID, n.Mount, bench.FormatSize(sz.mount), sz.mReps)
+	for range sz.mReps {
+		start := time.Now()
+		if _, err := n.C.PutObject(ctx, mountBucket, "direct", bytes.NewReader(data), sz.mount, s3PutOptions); err != nil {
+			return res, fmt.Errorf("S3 PUT: %w", err)
+		}
+		res.DirectWrite = append(res.DirectWrite, time.Since(start))
+
+		w, err := runSeqfile(ctx, seqfileTimeout(sz.mount), seqfile, "write", path, fmt.Sprint(sz.mount))
+		if err != nil {
+			return res, err
+		}
+		res.MountWrite = append(res.MountWrite, w.Elapsed)
+
+		start = time.Now()
+		obj, err := n.C.GetObject(ctx, mountBucket, "direct", minio.GetObjectOptions{})
+		if err != nil {
+			return res, fmt.Errorf("S3 GET: %w", err)
+		}
+		r, err := seqio.Read(obj)
+		obj.Close()
+		el := time.Since(start)
+		if err != nil || r.Bytes != sz.mount || r.CRC != want {
+			return res, fmt.Errorf("S3 GET: %d bytes, CRC %08x (want %08x), %v", r.Bytes, r.CRC, want, err)
+		}
+		res.DirectRead = append(res.DirectRead, el)
+
+		mr, err := runSeqfile(ctx, seqfileTimeout(sz.mount), seqfile, "read", path)
+		if err != nil {
+			return res, err
+		}
+		if mr.Bytes != sz.mount || mr.CRC != want {
+			return res, fmt.Errorf("read through the mount: %d bytes, CRC %08x (want %08x)", mr.Bytes, mr.CRC, want)
+		}
+		res.MountRead = append(res.MountRead, mr.Elapsed)
+		for _, k := range []string{"direct", "mounted"} {
+			if err := n.C.RemoveObject(ctx, mountBucket, k, minio.RemoveObjectOptions{}); err != nil {
+				return res, err
+			}
+		}
+		fmt.Fprintf(e.Log, "  write: S3 %s, mount %s; read: S3 %s, mount %s\n",
+			bench.FormatThroughput(float64(sz.mount)/res.DirectWrite[len(res.DirectWrite)-1].Seconds()), bench.FormatThroughput(w.Throughput()),
+			bench.FormatThroughput(float64(sz.mount)/el.Seconds()), bench.FormatThroughput(mr.Throughput()))
+	}
+	return res, nil
 }

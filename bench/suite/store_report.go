@@ -74,27 +74,45 @@ func storeBars(r StoreResult) []report.Bar {
 			})
 		}
 	}
-	m := r.Mount
-	if m.Skipped == "" && m.Failed == "" && len(m.MountWrite) > 0 {
-		for _, b := range []struct {
-			op            string
-			mount, direct []time.Duration
-			api           string
-		}{
-			{"write", m.MountWrite, m.DirectWrite, "Put"},
-			{"read", m.MountRead, m.DirectRead, "Get"},
-		} {
-			mt, dt := m.Throughput(b.mount), m.Throughput(b.direct)
-			x := mt / dt
-			bars = append(bars, report.Bar{
-				Bar:    fmt.Sprintf("mounted volume, sequential %s of %s: ≥ 0.5× the Backend's %s", b.op, bench.FormatSize(m.Bytes), b.api),
-				Series: "mount-" + b.op, Baseline: "backend-" + strings.ToLower(b.api),
-				Measured: fmt.Sprintf("%s against %s (median of %d)", bench.FormatThroughput(mt), bench.FormatThroughput(dt), len(b.mount)),
-				Worst:    x, Want: mountFraction, Met: x >= mountFraction,
-			})
-		}
+	bars = append(bars, mountBars(r.NodeMount, "node agent's mount", "node-mount", "its S3 API's", "node-s3", "PUT", "GET")...)
+	bars = append(bars, mountBars(r.Mount, "storefs mount of a Backend", "mount", "the Backend's", "backend", "Put", "Get")...)
+	return bars
+}
+
+// mountBars holds a mount's sequential write and read to half its direct
+// API's throughput.
+func mountBars(m MountResult, what, series, direct, base, put, get string) []report.Bar {
+	if m.Skipped != "" || m.Failed != "" || len(m.MountWrite) == 0 {
+		return nil
+	}
+	var bars []report.Bar
+	for _, b := range []struct {
+		op            string
+		mount, direct []time.Duration
+		api           string
+	}{
+		{"write", m.MountWrite, m.DirectWrite, put},
+		{"read", m.MountRead, m.DirectRead, get},
+	} {
+		mt, dt := m.Throughput(b.mount), m.Throughput(b.direct)
+		x := mt / dt
+		bars = append(bars, report.Bar{
+			Bar:    fmt.Sprintf("%s, sequential %s of %s: ≥ 0.5× %s %s", what, b.op, bench.FormatSize(m.Bytes), direct, b.api),
+			Series: series + "-" + b.op, Baseline: base + "-" + strings.ToLower(b.api),
+			Measured: fmt.Sprintf("%s against %s (medians of %d; per repetition %s against %s)", bench.FormatThroughput(mt), bench.FormatThroughput(dt), len(b.mount),
+				throughputs(m.Bytes, b.mount), throughputs(m.Bytes, b.direct)),
+			Worst: x, Want: mountFraction, Met: x >= mountFraction,
+		})
 	}
 	return bars
+}
+
+func throughputs(n int64, ds []time.Duration) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, bench.FormatThroughput(float64(n)/d.Seconds()))
+	}
+	return strings.Join(s, ", ")
 }
 
 func storeNotes(r StoreResult) []string {
@@ -107,6 +125,13 @@ func storeNotes(r StoreResult) []string {
 		}
 	}
 	notes = append(notes, fmt.Sprintf("S3: one minio-go client per server, plain HTTP, signature V4 with UNSIGNED-PAYLOAD (DisableContentSha256, so the client does not hash the body), its multipart defaults (16 MiB parts and up, 4 in flight, above 16 MiB). Handoff is node agent n1's S3 API (blocks in its memory); MinIO is a single-drive server, data in %s and in %s. Each repetition PUTs a new object, GETs it into one buffer and deletes it (untimed); the three servers take turns. Throughput is the size over the mean time.", r.MinIOShm, r.MinIODisk))
+	if m := r.NodeMount; m.Skipped != "" {
+		notes = append(notes, "The node agent's mount: not measured: "+m.Skipped)
+	} else if m.Failed != "" {
+		notes = append(notes, "The node agent's mount: **failed**: "+m.Failed)
+	} else {
+		notes = append(notes, fmt.Sprintf("The node agent's mount: node agent n1 mounts the cluster store (storefs over its own store client) and hands the path to instances as HANDOFF_STORE_DIR; seqfile, a process on the same machine as an instance would be, writes and reads a %s file there as below. Its baseline is the same bytes PUT and GET through n1's S3 API on loopback with the S3 series' client (the GET read in 1 MiB reads with the CRC computed).", bench.FormatSize(m.Bytes)))
+	}
 	if m := r.Mount; m.Skipped != "" {
 		notes = append(notes, "Mounted volume: not measured: "+m.Skipped)
 	} else if m.Failed != "" {
@@ -187,8 +212,13 @@ func writeStoreMarkdown(w io.Writer, r StoreResult) error {
 		}
 		b.WriteString("\n")
 	}
+	if m := r.NodeMount; m.Skipped == "" && m.Failed == "" && len(m.MountWrite) > 0 {
+		fmt.Fprintf(&b, "| node agent n1's mount, %s sequential | write | read |\n|---|---:|---:|\n", bench.FormatSize(m.Bytes))
+		fmt.Fprintf(&b, "| through the node agent's mount (another process) | %s | %s |\n", bench.FormatThroughput(m.Throughput(m.MountWrite)), bench.FormatThroughput(m.Throughput(m.MountRead)))
+		fmt.Fprintf(&b, "| the node agent's S3 API (PUT / GET) | %s | %s |\n\n", bench.FormatThroughput(m.Throughput(m.DirectWrite)), bench.FormatThroughput(m.Throughput(m.DirectRead)))
+	}
 	if m := r.Mount; m.Skipped == "" && m.Failed == "" && len(m.MountWrite) > 0 {
-		fmt.Fprintf(&b, "| mounted volume, %s sequential | write | read |\n|---|---:|---:|\n", bench.FormatSize(m.Bytes))
+		fmt.Fprintf(&b, "| storefs mount of a Backend in the harness, %s sequential | write | read |\n|---|---:|---:|\n", bench.FormatSize(m.Bytes))
 		fmt.Fprintf(&b, "| through the storefs mount (another process) | %s | %s |\n", bench.FormatThroughput(m.Throughput(m.MountWrite)), bench.FormatThroughput(m.Throughput(m.MountRead)))
 		fmt.Fprintf(&b, "| the Backend's Put / Get | %s | %s |\n", bench.FormatThroughput(m.Throughput(m.DirectWrite)), bench.FormatThroughput(m.Throughput(m.DirectRead)))
 		if sizes := r.S3.Sizes(); len(sizes) > 0 {

@@ -52,6 +52,16 @@ func TestStoreQuick(t *testing.T) {
 		}
 		wantBars += 2
 	}
+	if m := res.NodeMount; m.Failed != "" {
+		t.Errorf("node agent's mount: %s", m.Failed)
+	} else if m.Skipped != "" {
+		t.Logf("node agent's mount not measured: %s", m.Skipped)
+	} else {
+		if len(m.MountWrite) == 0 || m.Throughput(m.MountRead) <= 0 {
+			t.Errorf("node agent's mount has no measurement: %+v", m)
+		}
+		wantBars += 2
+	}
 	if len(res.Bars) != wantBars {
 		t.Errorf("%d bars, want %d: %+v", len(res.Bars), wantBars, res.Bars)
 	}
