@@ -19,10 +19,13 @@ type Reader struct {
 	scratch [trailerLen]byte
 	ahead   [4]byte // bytes of the next frame word read with data
 	nahead  int
+	// scatter reads a frame's data and the next frame word with one
+	// system call, when r is a descriptor (nil otherwise).
+	scatter func(data, ahead []byte) (int, error)
 }
 
 // NewReader returns a Reader of the stream on r.
-func NewReader(r io.Reader) *Reader { return &Reader{r: r} }
+func NewReader(r io.Reader) *Reader { return &Reader{r: r, scatter: scatterer(r)} }
 
 // Bytes returns the data bytes delivered so far.
 func (r *Reader) Bytes() int64 { return r.count }
@@ -47,13 +50,24 @@ func (r *Reader) Read(p []byte) (int, error) {
 	// Where p has room, ask for the next frame word too: it lands after
 	// the data, so reading it costs no copy of data and no extra call.
 	want := min(len(p), r.left)
-	if len(p) >= r.left+len(r.ahead) {
-		want = r.left + len(r.ahead)
-	}
-	n, err := r.r.Read(p[:want])
-	if n > r.left {
-		r.nahead = copy(r.ahead[:], p[r.left:n])
-		n = r.left
+	var n int
+	var err error
+	switch {
+	case len(p) >= r.left+len(r.ahead):
+		n, err = r.r.Read(p[:r.left+len(r.ahead)])
+		if n > r.left {
+			r.nahead = copy(r.ahead[:], p[r.left:n])
+			n = r.left
+		}
+	case want == r.left && r.scatter != nil && r.nahead == 0:
+		// p ends with the frame: the next frame word goes to r.ahead.
+		n, err = r.scatter(p[:want], r.ahead[:])
+		if n > r.left {
+			r.nahead = n - r.left
+			n = r.left
+		}
+	default:
+		n, err = r.r.Read(p[:want])
 	}
 	if n > 0 {
 		r.crc = crc32.Update(r.crc, castagnoli, p[:n])
