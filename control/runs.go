@@ -35,6 +35,10 @@ import (
 //     ref and inline outputs are fed to their consumers' nodes as their
 //     producers finish. The first failure cancels the run.
 
+// channelGrace is how long a run goes on after a task reports a broken
+// channel, so that the failure that broke it is reported first.
+const channelGrace = time.Second
+
 // DefaultRunSlots is how many tasks one node agent hosts in one run.
 const DefaultRunSlots = 64
 
@@ -416,7 +420,15 @@ func (s *Server) taskDone(rs *runState, t workflow.Task, res node.TaskResult) {
 	rs.mu.Lock()
 	rs.results[t.ID] = res
 	rs.mu.Unlock()
-	if res.Failure != "" {
+	switch res.Failure {
+	case "":
+	case "channel":
+		// A broken channel is usually the echo of a failure at its other
+		// end, whose own report is on its way: give it a moment to arrive
+		// before the run's end turns that task's failure into "canceled".
+		time.AfterFunc(channelGrace, rs.cancel)
+		return
+	default:
 		rs.cancel()
 		return
 	}
