@@ -63,17 +63,30 @@ func netnsPair(t *testing.T) (a, b string) {
 	return a, b
 }
 
-// TestCrossNamespacePull moves a payload between two node agents in two
-// network namespaces: the control plane and n1 in one, n2 in the other,
-// the veth pair the only way between them.
-func TestCrossNamespacePull(t *testing.T) {
+// splitCluster is a platform across two network namespaces: `handoff up`
+// (the control plane and n1) in one, n2 started by hand in the other with
+// an identity from the cluster's CA, as an operator would add a machine;
+// the veth pair is the only way between them.
+type splitCluster struct {
+	dir, gateway, nsA string
+}
+
+// n2log is what n2 has logged so far.
+func (c *splitCluster) n2log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "n2.log"))
+	return string(b)
+}
+
+func startSplitCluster(t *testing.T, upArgs ...string) *splitCluster {
+	t.Helper()
 	nsA, nsB := netnsPair(t)
 	dir := t.TempDir()
 	// Runs after the processes below are killed: their store mounts die
 	// with them and must be detached before the directory can go.
 	t.Cleanup(func() { platform.DetachMounts(dir) })
 
-	up := exec.Command("ip", "netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1")
+	args := append([]string{"netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1"}, upArgs...)
+	up := exec.Command("ip", args...)
 	stdout, _ := up.StdoutPipe()
 	up.Stderr = io.Discard
 	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its node agents die with it
@@ -94,8 +107,6 @@ func TestCrossNamespacePull(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout)
 
-	// n2, started by hand in the other namespace with an identity from
-	// the cluster's CA, as an operator would add a machine.
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
 	if err != nil {
 		t.Fatal(err)
@@ -109,12 +120,24 @@ func TestCrossNamespacePull(t *testing.T) {
 		"--control", gateway, "--token-file", filepath.Join(dir, "cluster.token"),
 		"--listen", "10.77.0.2:0", "--wire-listen", "10.77.0.2:0", "--peer-listen", "10.77.0.2:0",
 		"--tls-ca", files.CA, "--tls-cert", files.Cert, "--tls-key", files.Key)
-	var n2log bytes.Buffer
-	n2.Stderr = &n2log
+	logf, err := os.Create(filepath.Join(dir, "n2.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.Stderr = logf
 	if err := n2.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n2.Process.Kill(); n2.Wait() })
+	t.Cleanup(func() { n2.Process.Kill(); n2.Wait(); logf.Close() })
+	return &splitCluster{dir: dir, gateway: gateway, nsA: nsA}
+}
+
+// TestCrossNamespacePull moves a payload between two node agents in two
+// network namespaces: the control plane and n1 in one, n2 in the other,
+// the veth pair the only way between them.
+func TestCrossNamespacePull(t *testing.T) {
+	c := startSplitCluster(t)
+	dir := c.dir
 
 	// A buffer on n1 (namespace a), read through n2 (namespace b). The
 	// Unix sockets are files, reachable from here; the pull between the
@@ -133,7 +156,7 @@ func TestCrossNamespacePull(t *testing.T) {
 	checkFor(t, 20*time.Second, func() error {
 		resp, err := localAPI(dir, "n2").Get("http://local/v1/refs/" + put.Ref)
 		if err != nil {
-			return fmt.Errorf("n2 not serving yet: %v (log: %s)", err, n2log.String())
+			return fmt.Errorf("n2 not serving yet: %v (log: %s)", err, c.n2log())
 		}
 		defer resp.Body.Close()
 		got, err := io.ReadAll(resp.Body)
@@ -151,50 +174,8 @@ func TestCrossNamespacePull(t *testing.T) {
 // between two node agents in two network namespaces (one task slot per
 // node), through the CLI as an operator would.
 func TestCrossNamespaceStream(t *testing.T) {
-	nsA, nsB := netnsPair(t)
-	dir := t.TempDir()
-	// Runs after the processes below are killed: their store mounts die
-	// with them and must be detached before the directory can go.
-	t.Cleanup(func() { platform.DetachMounts(dir) })
-	up := exec.Command("ip", "netns", "exec", nsA, binary, "up", "--dir", dir, "--listen", "10.77.0.1:0", "--nodes", "1", "--node-host", "10.77.0.1", "--run-slots", "1")
-	stdout, _ := up.StdoutPipe()
-	up.Stderr = io.Discard
-	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its node agents die with it
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-up.Process.Pid, syscall.SIGKILL); up.Wait() })
-	lines := bufio.NewScanner(stdout)
-	gateway := ""
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "handoff ready gateway="); ok {
-			gateway = strings.Fields(rest)[0]
-			break
-		}
-	}
-	if gateway == "" {
-		t.Fatal("handoff up did not get ready")
-	}
-	go io.Copy(io.Discard, stdout)
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n2dir := filepath.Join(dir, "nodes", "n2")
-	files, err := pki.WriteMember(filepath.Join(n2dir, "tls"), "n2", []string{"10.77.0.2"}, ca, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n2 := exec.Command("ip", "netns", "exec", nsB, binary, "node", "--id", "n2", "--dir", n2dir,
-		"--control", gateway, "--token-file", filepath.Join(dir, "cluster.token"),
-		"--listen", "10.77.0.2:0", "--wire-listen", "10.77.0.2:0", "--peer-listen", "10.77.0.2:0",
-		"--tls-ca", files.CA, "--tls-cert", files.Cert, "--tls-key", files.Key)
-	var n2log bytes.Buffer
-	n2.Stderr = &n2log
-	if err := n2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n2.Process.Kill(); n2.Wait() })
+	c := startSplitCluster(t, "--run-slots", "1")
+	dir, gateway, nsA := c.dir, c.gateway, c.nsA
 
 	cli := func(args ...string) (string, error) {
 		token, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -221,7 +202,7 @@ edges:
 	checkFor(t, 30*time.Second, func() error {
 		out, err := cli("status")
 		if err != nil || !strings.Contains(out, "n2") {
-			return fmt.Errorf("n2 not registered yet: %v %s (n2 log: %s)", err, out, n2log.String())
+			return fmt.Errorf("n2 not registered yet: %v %s (n2 log: %s)", err, out, c.n2log())
 		}
 		return nil
 	})
