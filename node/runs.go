@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -538,16 +537,6 @@ func (t *task) info() StageInfo {
 		in.Outputs = append(in.Outputs, StagePort{Name: p.Name, Pattern: p.Pattern, Key: p.Key, Parts: len(p.Channels)})
 	}
 	return in
-}
-
-// sortedTasks lists a run's tasks in id order, for stable answers.
-func (ru *run) sortedTasks() []*task {
-	out := make([]*task, 0, len(ru.tasks))
-	for _, t := range ru.tasks {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].spec.ID < out[j].spec.ID })
-	return out
 }
 
 // fdRequest answers a stage instance's "task" and "port" requests on its
