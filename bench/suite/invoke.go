@@ -3,7 +3,6 @@ package suite
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -174,17 +173,9 @@ func coldStarts(ctx context.Context, e Env, cl *api.Client, n int, res *InvokeRe
 }
 
 func (e Env) writeInvoke(r InvokeResult) error {
-	f, err := e.create("invoke.json")
-	if err != nil {
+	if err := e.writeJSON("invoke.json", r); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(f)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
 	md, err := e.create("invoke.md")
 	if err != nil {
 		return err

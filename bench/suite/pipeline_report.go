@@ -1,7 +1,6 @@
 package suite
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -157,17 +156,9 @@ func byLine(m map[string]int64) string {
 // writePipelineReports writes pipeline.json, pipeline.md (also on e.Log)
 // and pipeline.png (the node agents' RSS through the memory run).
 func (e Env) writePipelineReports(r PipelineResult) error {
-	f, err := e.create("pipeline.json")
-	if err != nil {
+	if err := e.writeJSON("pipeline.json", r); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(f)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
 	md, err := e.create("pipeline.md")
 	if err != nil {
 		return err
@@ -187,17 +178,7 @@ func (e Env) writePipelineReports(r PipelineResult) error {
 
 func writePipelineMarkdown(w io.Writer, r PipelineResult) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## pipeline\n\nStarted %s", r.Started.Format("2006-01-02 15:04:05 MST"))
-	keys := make([]string, 0, len(r.Host))
-	for k := range r.Host {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var host []string
-	for _, k := range keys {
-		host = append(host, k+" "+r.Host[k])
-	}
-	fmt.Fprintf(&b, " on %s.\n\n", strings.Join(host, ", "))
+	b.WriteString(reportHeading("pipeline", r.Started, r.Host))
 
 	fmt.Fprintf(&b, "| stream, producer to consumer | bytes | median time | throughput | of its raw baseline | runs (set-up included) |\n|---|---:|---:|---:|---:|---|\n")
 	for _, s := range r.Streams {

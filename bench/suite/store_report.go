@@ -1,12 +1,10 @@
 package suite
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -145,17 +143,9 @@ func storeNotes(r StoreResult) []string {
 // writeStoreReports writes store.json, store.md (also on e.Log) and
 // store.png (S3 latency against size).
 func (e Env) writeStoreReports(r StoreResult) error {
-	f, err := e.create("store.json")
-	if err != nil {
+	if err := e.writeJSON("store.json", r); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(f)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
 	md, err := e.create("store.md")
 	if err != nil {
 		return err
@@ -173,17 +163,7 @@ func (e Env) writeStoreReports(r StoreResult) error {
 
 func writeStoreMarkdown(w io.Writer, r StoreResult) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## store\n\nStarted %s", r.Started.Format("2006-01-02 15:04:05 MST"))
-	keys := make([]string, 0, len(r.Host))
-	for k := range r.Host {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var host []string
-	for _, k := range keys {
-		host = append(host, k+" "+r.Host[k])
-	}
-	fmt.Fprintf(&b, " on %s.\n\n", strings.Join(host, ", "))
+	b.WriteString(reportHeading("store", r.Started, r.Host))
 
 	if len(r.First) > 0 {
 		fmt.Fprintf(&b, "| fresh instance, first read of %s | n | p50 | p99 | mean | of which client set-up, p50 | warm read p50 |\n|---|---:|---:|---:|---:|---:|---:|\n", bench.FormatSize(r.First[0].First.Size))

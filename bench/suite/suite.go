@@ -5,10 +5,13 @@ package suite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/api"
@@ -85,4 +88,34 @@ func (e Env) create(name string) (*os.File, error) {
 		return nil, err
 	}
 	return os.Create(filepath.Join(e.Out, name))
+}
+
+// writeJSON writes v, indented, to the report file name.
+func (e Env) writeJSON(name string, v any) error {
+	f, err := e.create(name)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// reportHeading is a report's first lines: its title, when it started and
+// on what machine.
+func reportHeading(title string, started time.Time, host map[string]string) string {
+	keys := make([]string, 0, len(host))
+	for k := range host {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + host[k]
+	}
+	return fmt.Sprintf("## %s\n\nStarted %s on %s.\n\n", title, started.Format("2006-01-02 15:04:05 MST"), strings.Join(parts, ", "))
 }
