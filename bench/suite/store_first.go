@@ -24,6 +24,7 @@ import (
 
 // The first-access series, after storefn's modes.
 const (
+	seriesMount  = "shared-node-mount"  // storefn mount
 	seriesShared = "shared-node-client" // storefn shared
 	seriesOwn    = "own-store-client"   // storefn own
 	seriesMinIO1 = "fresh-minio-client" // storefn minio
@@ -119,6 +120,8 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 		job storeJob
 		env map[string]string
 	}{
+		{FirstSeries{Name: seriesMount, What: "the file under the instance's $HANDOFF_STORE_DIR, its node agent's FUSE mount of the store: open and read, no client to build; the node agent reads with the connections it holds"},
+			storeJob{Mode: "mount", Bucket: firstBucket, Keys: keys, Size: sz.small}, nil},
 		{FirstSeries{Name: seriesShared, What: "minio-go from the instance's environment to its node agent's S3 API on loopback; the node agent reads with the connections it holds"},
 			storeJob{Mode: "shared", Bucket: firstBucket, Keys: keys, Size: sz.small}, nil},
 		{FirstSeries{Name: seriesOwn, What: "the store's own client in the instance: member certificate loaded, HTTP to the metadata service, TCP + mutual TLS to the holder (peerlink)"},
@@ -132,8 +135,19 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 			storeJob{Mode: "raw", Key: "first", Size: sz.small},
 			map[string]string{"BENCH_RAW": raw.Addr().String()}},
 	}
+	for _, n := range nodes {
+		if !filepath.IsAbs(n.Mount) {
+			fmt.Fprintf(e.Log, "first access: node agent %s has no mount of the store (%s): no %s series\n", n.ID, n.Mount, seriesMount)
+			series = series[1:]
+			break
+		}
+	}
+	var names []string
+	for _, s := range series {
+		names = append(names, s.Name)
+	}
 	fmt.Fprintf(e.Log, "first access: %d fresh instances per series (%s), a %s object held by the other node agent\n",
-		sz.fresh, strings.Join([]string{seriesShared, seriesOwn, seriesMinIO1, seriesRaw1}, ", "), bench.FormatSize(sz.small))
+		sz.fresh, strings.Join(names, ", "), bench.FormatSize(sz.small))
 	warm := make([][]time.Duration, len(series))
 	setup := make([][]time.Duration, len(series))
 	start := time.Now()

@@ -32,10 +32,16 @@ func (r StoreResult) first(name string) (FirstSeries, bool) {
 // storeBars judges r against issue 5's bars.
 func storeBars(r StoreResult) []report.Bar {
 	var bars []report.Bar
-	if s, ok := r.first(seriesShared); ok && s.First.N > 0 {
+	// Both ways into the shared node client are held to the bars: the
+	// mount (the reference design's volume) and the S3 API.
+	for _, name := range []string{seriesMount, seriesShared} {
+		s, ok := r.first(name)
+		if !ok || s.First.N == 0 {
+			continue
+		}
 		us := float64(s.First.P50) / float64(time.Microsecond)
 		bars = append(bars, report.Bar{
-			Bar:    fmt.Sprintf("fresh instance, first read of %s through the shared node client: p50 ≤ 200 µs (µs)", bench.FormatSize(s.First.Size)),
+			Bar:    fmt.Sprintf("fresh instance, first read of %s through the shared node client (%s): p50 ≤ 200 µs (µs)", bench.FormatSize(s.First.Size), via(name)),
 			Series: s.Name, Measured: fmt.Sprintf("p50 %s, p99 %s over %d fresh instances", bench.FormatDuration(s.First.P50), bench.FormatDuration(s.First.P99), s.First.N),
 			Worst: us, Want: float64(firstP50Max / time.Microsecond), Met: s.First.P50 <= firstP50Max,
 		})
@@ -217,4 +223,12 @@ func writeStoreMarkdown(w io.Writer, r StoreResult) error {
 		return err
 	}
 	return report.WriteBars(w, r.Bars)
+}
+
+// via names the way into the shared node client a first-access series takes.
+func via(series string) string {
+	if series == seriesMount {
+		return "its mount"
+	}
+	return "its S3 API"
 }

@@ -3,6 +3,10 @@
 // object, and then a second (warm) read with the same client. The body is
 // a JSON job; the answer a JSON result. Three ways to read:
 //
+//	mount   the store as files: the node agent's FUSE mount at
+//	        $HANDOFF_STORE_DIR, the reference design's volume; no client
+//	        to build, the read is open and read on the mount, served by
+//	        the node agent with the connections it already holds
 //	shared  minio-go built from the instance's environment
 //	        (AWS_ENDPOINT_URL_S3 and the credential the node agent hands
 //	        out), so the read goes over loopback to the node agent, which
@@ -32,6 +36,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,7 +55,7 @@ import (
 
 // Job is what one invocation reads.
 type Job struct {
-	Mode   string `json:"mode"` // shared, own or minio
+	Mode   string `json:"mode"` // mount, shared, own, minio or raw
 	Bucket string `json:"bucket"`
 	// Keys names the object to read by the node the instance runs on
 	// ($HANDOFF_NODE): one held by another node, so that the read needs
@@ -138,6 +143,8 @@ func read(ctx context.Context, j Job) (Answer, error) {
 // open builds the client of mode from scratch.
 func open(mode string) (reader, func(), error) {
 	switch mode {
+	case "mount":
+		return mountReader(os.Getenv("HANDOFF_STORE_DIR"))
 	case "shared":
 		u, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL_S3"))
 		if err != nil || u.Host == "" {
@@ -155,7 +162,18 @@ func open(mode string) (reader, func(), error) {
 	case "raw":
 		return rawReader(os.Getenv(envRaw))
 	}
-	return nil, nil, fmt.Errorf("unknown mode %q; use shared, own, minio or raw", mode)
+	return nil, nil, fmt.Errorf("unknown mode %q; use mount, shared, own, minio or raw", mode)
+}
+
+// mountReader reads bucket/key under the node agent's mount of the store.
+func mountReader(dir string) (reader, func(), error) {
+	if !filepath.IsAbs(dir) {
+		return nil, nil, fmt.Errorf("HANDOFF_STORE_DIR %q is not a mounted store (the node agent runs without its mount?)", dir)
+	}
+	get := func(_ context.Context, bucket, key string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, bucket, key))
+	}
+	return get, func() {}, nil
 }
 
 // s3Reader is minio-go with a region given, so that it asks for no
