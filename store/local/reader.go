@@ -7,18 +7,27 @@ import (
 	"io"
 	"sync"
 
-	"github.com/handoff-dev/handoff/store/blocks"
 	"github.com/handoff-dev/handoff/store/meta"
 )
+
+// readAhead is how many blocks past the current one a reader fetches in
+// parallel: a block held by another node costs a round trip, one in
+// memory here a CRC-32C pass, and either overlaps the writing of the
+// blocks before it to the client.
+const readAhead = 4
 
 // reader streams a byte range of an object block by block, each block
 // checked against its CRC-32C (by the block tier, and against the CRC the
 // metadata recorded) before a byte of it is returned. It holds a pin on
 // the object's blocks until Close, so a concurrent delete or replace does
-// not pull them from under it.
+// not pull them from under it. Blocks come from the tier's View: a block
+// in this node's memory is used in place, not copied. While one block is
+// consumed, up to readAhead of the next ones within the range are
+// fetched, each on a goroutine of its own.
 type reader struct {
 	s           *Store
-	ctx         context.Context // of the Get: remote block reads use it
+	ctx         context.Context // of the Get: block reads use it
+	cancel      context.CancelFunc
 	bucket, key string
 	blocks      []meta.Block // the object's blocks
 	pinned      []meta.Block // nil once Close has unpinned them
@@ -26,44 +35,101 @@ type reader struct {
 	left        int64        // bytes still to return
 	err         error        // sticky
 
-	bi   int    // index in blocks of the block in cur
-	cur  []byte // verified bytes of block bi; nil if none loaded
-	base int64  // object offset of cur[0]
+	cur   *fetch   // the block holding off, once loaded
+	ahead []*fetch // the blocks after cur, in order, fetching or fetched
 
 	closeOnce sync.Once
 }
 
-// scratchPool recycles the buffers blocks are read into.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, blocks.DefaultSize); return &b }}
+// fetch is one block's View, running or done.
+type fetch struct {
+	i       int   // index in reader.blocks
+	base    int64 // object offset of its first byte
+	done    chan struct{}
+	data    []byte
+	release func()
+	err     error
+}
 
-// load makes cur the block holding offset r.off.
+func (r *reader) start(i int, base int64) *fetch {
+	f := &fetch{i: i, base: base, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.data, f.release, f.err = r.s.blocks.View(r.ctx, r.blocks[i])
+	}()
+	return f
+}
+
+// drop waits for f and gives its bytes back.
+func (f *fetch) drop() {
+	<-f.done
+	if f.release != nil {
+		f.release()
+	}
+}
+
+// load makes cur the block holding offset r.off, and starts fetching the
+// blocks after it that the range still needs.
 func (r *reader) load() error {
-	if r.cur != nil && r.off >= r.base && r.off < r.base+int64(len(r.cur)) {
+	if c := r.cur; c != nil && c.err == nil && r.off >= c.base && r.off < c.base+int64(len(c.data)) {
 		return nil
 	}
-	var base int64
-	for i, b := range r.blocks {
+	if r.cur != nil {
+		r.cur.drop()
+		r.cur = nil
+	}
+	i, base := -1, int64(0)
+	for j, b := range r.blocks {
 		if r.off < base+b.Size {
-			return r.read(i, base)
+			i = j
+			break
 		}
 		base += b.Size
 	}
-	return fmt.Errorf("store: offset %d past the object's blocks", r.off)
+	if i < 0 {
+		return fmt.Errorf("store: offset %d past the object's blocks", r.off)
+	}
+	if len(r.ahead) > 0 && r.ahead[0].i == i {
+		r.cur, r.ahead = r.ahead[0], r.ahead[1:]
+	} else {
+		for _, f := range r.ahead {
+			f.drop()
+		}
+		r.ahead = r.ahead[:0]
+		r.cur = r.start(i, base)
+	}
+	// Keep readAhead blocks in flight, as far as the range goes.
+	end := r.off + r.left
+	next, nextBase := i+1, base+r.blocks[i].Size
+	if n := len(r.ahead); n > 0 {
+		last := r.ahead[n-1]
+		next, nextBase = last.i+1, last.base+r.blocks[last.i].Size
+	}
+	for len(r.ahead) < readAhead && next < len(r.blocks) && nextBase < end {
+		r.ahead = append(r.ahead, r.start(next, nextBase))
+		nextBase += r.blocks[next].Size
+		next++
+	}
+	c := r.cur
+	<-c.done
+	if c.err != nil {
+		b := r.blocks[c.i]
+		return fmt.Errorf("%w (object %s/%s, bytes %d-%d)", c.err, r.bucket, r.key, c.base, c.base+b.Size-1)
+	}
+	return nil
 }
 
-func (r *reader) read(i int, base int64) error {
-	b := r.blocks[i]
-	if r.cur == nil {
-		bp := scratchPool.Get().(*[]byte)
-		r.cur = (*bp)[:0]
+// src returns the bytes to hand out next, loading their block.
+func (r *reader) src() ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
 	}
-	data, err := r.s.blocks.Read(r.ctx, b, r.cur[:0])
-	r.cur = data[:0]
-	if err != nil {
-		return fmt.Errorf("%w (object %s/%s, bytes %d-%d)", err, r.bucket, r.key, base, base+b.Size-1)
+	if err := r.load(); err != nil {
+		r.err = err
+		return nil, err
 	}
-	r.cur, r.bi, r.base = data, i, base
-	return nil
+	src := r.cur.data[r.off-r.cur.base:]
+	return src[:min(int64(len(src)), r.left)], nil
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -73,12 +139,10 @@ func (r *reader) Read(p []byte) (int, error) {
 	if r.left == 0 {
 		return 0, io.EOF
 	}
-	if err := r.load(); err != nil {
-		r.err = err
+	src, err := r.src()
+	if err != nil {
 		return 0, err
 	}
-	src := r.cur[r.off-r.base:]
-	src = src[:min(int64(len(src)), r.left)]
 	n := copy(p, src)
 	r.off += int64(n)
 	r.left -= int64(n)
@@ -90,15 +154,10 @@ func (r *reader) Read(p []byte) (int, error) {
 func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for r.left > 0 {
-		if r.err != nil {
-			return total, r.err
-		}
-		if err := r.load(); err != nil {
-			r.err = err
+		src, err := r.src()
+		if err != nil {
 			return total, err
 		}
-		src := r.cur[r.off-r.base:]
-		src = src[:min(int64(len(src)), r.left)]
 		n, err := w.Write(src)
 		total += int64(n)
 		r.off += int64(n)
@@ -110,16 +169,21 @@ func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	return total, r.err
 }
 
-// Close releases the pin on the object's blocks. Reads after Close fail.
+// Close stops the fetches, gives their bytes back and releases the pin
+// on the object's blocks. Reads after Close fail.
 func (r *reader) Close() error {
 	r.closeOnce.Do(func() {
+		r.cancel()
+		if r.cur != nil {
+			r.cur.drop()
+			r.cur = nil
+		}
+		for _, f := range r.ahead {
+			f.drop()
+		}
+		r.ahead = nil
 		r.s.unpin(r.pinned)
 		r.pinned = nil
-		if r.cur != nil && cap(r.cur) <= 2*blocks.DefaultSize {
-			b := r.cur[:0]
-			scratchPool.Put(&b)
-		}
-		r.cur = nil
 		if r.err == nil {
 			r.err = errors.New("store: read after close")
 		}

@@ -50,6 +50,14 @@ type Blocks interface {
 	// Read appends the block's bytes to dst, verified against b.CRC and
 	// b.Size, and returns the result.
 	Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, error)
+	// View returns the block's bytes, verified as Read's, and a release
+	// the caller must call once done with them. A block in this node's
+	// memory is not copied: its memory stays unrecycled until release.
+	View(ctx context.Context, b meta.Block) (data []byte, release func(), err error)
+	// Alloc returns a buffer of n bytes to fill and Put: recycled block
+	// memory where there is some. Release gives back one Put did not keep.
+	Alloc(n int) []byte
+	Release(buf []byte)
 	// Check says whether the block can be read as far as the tier knows
 	// without reading it: nil, or an error wrapping store.ErrLost that
 	// names the holders that are gone.
@@ -88,11 +96,33 @@ func (t NodeTier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, e
 	if err != nil {
 		return data, BlockError(err)
 	}
-	if info.Checksum != b.CRC || int64(info.Size) != b.Size {
-		return data[:start], fmt.Errorf("%w: block %s holds %d bytes with CRC-32C %08x, the object recorded %d bytes with %08x",
-			store.ErrChecksum, b.ID, info.Size, info.Checksum, b.Size, b.CRC)
+	if err := Verify(b, info); err != nil {
+		return data[:start], err
 	}
 	return data, nil
+}
+
+// View returns the block's bytes in place when held in memory.
+func (t NodeTier) View(ctx context.Context, b meta.Block) ([]byte, func(), error) {
+	data, info, release, err := t.Store.View(b.ID)
+	if err != nil {
+		return nil, nil, BlockError(err)
+	}
+	if err := Verify(b, info); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return data, release, nil
+}
+
+// Verify checks a block's Info from this node's tier against the size
+// and CRC-32C the object recorded for it.
+func Verify(b meta.Block, info blocks.Info) error {
+	if info.Checksum != b.CRC || int64(info.Size) != b.Size {
+		return fmt.Errorf("%w: block %s holds %d bytes with CRC-32C %08x, the object recorded %d bytes with %08x",
+			store.ErrChecksum, b.ID, info.Size, info.Checksum, b.Size, b.CRC)
+	}
+	return nil
 }
 
 // Check says whether this node holds the block.

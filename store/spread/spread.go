@@ -204,17 +204,25 @@ func (t *Tier) Put(ctx context.Context, id blocks.ID, data []byte, replicas int)
 	if len(b.Holders) == replicas {
 		return b, kept, nil
 	}
-	t.Delete([]meta.Block{b})
+	placed := len(b.Holders)
+	if placed > 0 && b.Holders[0] == t.cfg.Self {
+		// data is the caller's again, not memory to recycle.
+		t.cfg.Local.Unput(id)
+		b.Holders = b.Holders[1:]
+	}
+	if len(b.Holders) > 0 {
+		t.Delete([]meta.Block{b})
+	}
 	if len(other) == 0 && len(full) > 0 {
 		return meta.Block{}, false, fmt.Errorf("%w: %d of %d copies of a block placed; no room on %s",
-			store.ErrQuota, len(b.Holders), replicas, strings.Join(full, ", "))
+			store.ErrQuota, placed, replicas, strings.Join(full, ", "))
 	}
 	why := "no other node agent is up"
 	if len(other) > 0 {
 		why = strings.Join(other, "; ")
 	}
 	return meta.Block{}, false, fmt.Errorf("%w: %d of %d copies of a block placed: %s",
-		store.ErrUnavailable, len(b.Holders), replicas, why)
+		store.ErrUnavailable, placed, replicas, why)
 }
 
 // addr returns the peer address of member h, or "" when h is not live.
@@ -318,6 +326,38 @@ func (t *Tier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, erro
 	}
 	return dst, fmt.Errorf("%w: block %s was held by %s", store.ErrLost, b.ID, strings.Join(gone, " and "))
 }
+
+// View returns the block's bytes: in place when this node holds it in
+// memory, else read as Read does into recycled block memory, which
+// release gives back.
+func (t *Tier) View(ctx context.Context, b meta.Block) ([]byte, func(), error) {
+	if t.holds(b) {
+		data, release, err := local.NodeTier{Store: t.cfg.Local}.View(ctx, b)
+		if err == nil {
+			return data, release, nil
+		}
+		if len(b.Holders) <= 1 {
+			return nil, nil, err
+		}
+		// Lost or corrupt here: Read tries the other holders.
+	}
+	var buf []byte
+	if b.Size <= blocks.DefaultSize {
+		buf = t.cfg.Local.Alloc(0)
+	}
+	data, err := t.Read(ctx, b, buf)
+	if err != nil {
+		t.cfg.Local.Release(data)
+		return nil, nil, err
+	}
+	return data, blocks.Once(func() { t.cfg.Local.Release(data) }), nil
+}
+
+// Alloc returns a buffer for a block from this node's recycled memory.
+func (t *Tier) Alloc(n int) []byte { return t.cfg.Local.Alloc(n) }
+
+// Release gives back a buffer from Alloc that no block holds.
+func (t *Tier) Release(buf []byte) { t.cfg.Local.Release(buf) }
 
 // Check says whether a holder of the block is live: this node, holding
 // it, or another member in the current list.
