@@ -47,7 +47,7 @@ func newCluster(t testing.TB, n int, clear bool, clk clock.Clock) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, err := buffer.New(buffer.Config{Memory: 1 << 30, Clock: clk, Wait: 100 * time.Millisecond})
+		store, err := buffer.New(buffer.Config{Memory: 3 << 30, Clock: clk, Wait: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
