@@ -85,6 +85,40 @@ type Store struct {
 	mu     sync.Mutex
 	pins   map[blocks.ID]int
 	doomed map[blocks.ID]meta.Block
+
+	// seen caches when a bucket was last found to exist, so that a Put
+	// does not ask the metadata service twice (in a cluster each ask is a
+	// round trip to the control plane). Only the early check uses it:
+	// PutObject checks the bucket again where it records the object, so a
+	// bucket deleted meanwhile still fails the Put, after its blocks.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+}
+
+// bucketFresh is how long a bucket found to exist is not asked about
+// again before a Put.
+const bucketFresh = 2 * time.Second
+
+// checkBucket fails when the bucket does not exist, as far as a recent
+// answer of the metadata service says.
+func (s *Store) checkBucket(bucket string) error {
+	now := s.cfg.Clock.Now()
+	s.seenMu.Lock()
+	at, ok := s.seen[bucket]
+	s.seenMu.Unlock()
+	if ok && now.Sub(at) < bucketFresh {
+		return nil
+	}
+	if _, err := s.meta.Bucket(bucket); err != nil {
+		return err
+	}
+	s.seenMu.Lock()
+	if len(s.seen) > 10000 {
+		clear(s.seen)
+	}
+	s.seen[bucket] = now
+	s.seenMu.Unlock()
+	return nil
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -135,6 +169,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, meta: md, blocks: bs, stop: make(chan struct{}),
 		pins: make(map[blocks.ID]int), doomed: make(map[blocks.ID]meta.Block),
+		seen: make(map[string]time.Time),
 	}
 	if own != nil {
 		if err := s.dropLost(own); err != nil {
@@ -241,6 +276,9 @@ func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	if _, err := s.Sweep(); err != nil {
 		return err
 	}
+	s.seenMu.Lock()
+	delete(s.seen, name)
+	s.seenMu.Unlock()
 	return s.meta.DeleteBucket(name)
 }
 
@@ -465,7 +503,7 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if err := store.CheckKey(key); err != nil {
 		return store.ObjectInfo{}, err
 	}
-	if _, err := s.meta.Bucket(bucket); err != nil {
+	if err := s.checkBucket(bucket); err != nil {
 		return store.ObjectInfo{}, err
 	}
 	if opts.TTL < 0 {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -83,5 +84,26 @@ func TestCloseMidReadReleasesBlocks(t *testing.T) {
 	s.Delete(ctx, "bkt", "k")
 	if st := s.Stats(); st.Blocks != 0 || st.MemoryBytes != 0 {
 		t.Fatalf("after the delete: %d blocks, %d bytes in memory", st.Blocks, st.MemoryBytes)
+	}
+}
+
+// A Put right after its bucket was deleted elsewhere (here: straight in
+// the metadata, as another node agent would) fails and keeps nothing,
+// though this store saw the bucket a moment before.
+func TestPutIntoBucketDeletedElsewhere(t *testing.T) {
+	s := open(t, Config{})
+	if _, err := s.Put(ctx, "bkt", "a", bytes.NewReader([]byte("x")), 1, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Delete(ctx, "bkt", "a")
+	if err := s.meta.DeleteBucket("bkt"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Put(ctx, "bkt", "b", bytes.NewReader([]byte("y")), 1, store.PutOptions{})
+	if !errors.Is(err, store.ErrNoSuchBucket) {
+		t.Fatalf("put into a deleted bucket: %v", err)
+	}
+	if st := s.Stats(); st.Blocks != 0 {
+		t.Fatalf("%d blocks kept by a failed put", st.Blocks)
 	}
 }
