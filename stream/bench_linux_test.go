@@ -5,6 +5,8 @@ import (
 	"io"
 	"strconv"
 	"testing"
+
+	"github.com/handoff-dev/handoff/stream/internal/crc32c"
 )
 
 // The benchmarks move b.N chunks of 256 KiB from a writing goroutine to a
@@ -96,13 +98,24 @@ func plainCopy(dst io.Writer, src io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, copyBuffer))
 }
 
-// BenchmarkCRC32C is the checksum alone, which both ends pay per byte.
+// BenchmarkCRC32C is the checksum alone, which both ends pay per byte,
+// against hash/crc32's.
 func BenchmarkCRC32C(b *testing.B) {
 	p := make([]byte, chunk)
-	b.SetBytes(chunk)
-	var c uint32
-	for range b.N {
-		c = crc32.Update(c, castagnoli, p)
+	for _, v := range []struct {
+		name   string
+		update func(uint32, []byte) uint32
+	}{
+		{"stdlib", func(c uint32, p []byte) uint32 { return crc32.Update(c, castagnoli, p) }},
+		{"stream", crc32c.Update},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.SetBytes(chunk)
+			var c uint32
+			for range b.N {
+				c = v.update(c, p)
+			}
+		})
 	}
 }
 

@@ -3,7 +3,6 @@ package stream
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 )
 
 // Format limits and defaults.
@@ -23,9 +22,6 @@ const (
 )
 
 var header = [headerLen]byte{'H', 'F', 'S', version}
-
-// castagnoli is hardware accelerated (SSE4.2, ARMv8 CRC) by hash/crc32.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var (
 	// ErrTruncated means the stream ended (EOF, closed, reset) before its

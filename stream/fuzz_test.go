@@ -10,6 +10,10 @@ import (
 	"testing/iotest"
 )
 
+// castagnoli is hash/crc32's CRC-32C, the reference the package's own
+// (internal/crc32c) is checked against.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // FuzzReader checks that the Reader never panics, never reports a complete
 // stream without a matching trailer at the very end, and never delivers
 // more bytes than its input holds.

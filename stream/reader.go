@@ -3,8 +3,9 @@ package stream
 import (
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"io"
+
+	"github.com/handoff-dev/handoff/stream/internal/crc32c"
 )
 
 // Reader reads a framed stream and checks its trailer. It is not safe for
@@ -70,7 +71,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		n, err = r.r.Read(p[:want])
 	}
 	if n > 0 {
-		r.crc = crc32.Update(r.crc, castagnoli, p[:n])
+		r.crc = crc32c.Update(r.crc, p[:n])
 		r.count += int64(n)
 		r.left -= n
 	}

@@ -3,9 +3,10 @@ package stream
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"unicode/utf8"
+
+	"github.com/handoff-dev/handoff/stream/internal/crc32c"
 )
 
 // prefix is the room in front of buffered data for the stream header and
@@ -112,7 +113,7 @@ func (w *Writer) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (w *Writer) accept(p []byte) {
-	w.crc = crc32.Update(w.crc, castagnoli, p)
+	w.crc = crc32c.Update(w.crc, p)
 	w.count += int64(len(p))
 }
 

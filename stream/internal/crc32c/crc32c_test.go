@@ -1,0 +1,85 @@
+package crc32c
+
+import (
+	"hash/crc32"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestUpdateMatchesStdlib checks every length around the folding
+// thresholds, at every alignment, from several starting values.
+func TestUpdateMatchesStdlib(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 64<<10+64)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	lengths := []int{0, 1, 15, 255, 256, 257, 511, 512, 1023, 1024, 1025, 1280, 2047, 2048, 4096 + 13, 64 << 10}
+	for n := minFold - 300; n < minFold+1100; n += 37 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
+		for off := range 64 {
+			p := buf[off : off+n]
+			for _, init := range []uint32{0, 0xffffffff, rng.Uint32()} {
+				if got, want := Update(init, p), crc32.Update(init, table, p); got != want {
+					t.Fatalf("Update(%#x, %d bytes at offset %d) = %#08x, want %#08x", init, n, off, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestUpdateInPieces checks that updating piece by piece equals one call.
+func TestUpdateInPieces(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	p := make([]byte, 1<<20)
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	want := crc32.Checksum(p, table)
+	var got uint32
+	for rest := p; len(rest) > 0; {
+		n := min(len(rest), rng.IntN(300<<10))
+		got = Update(got, rest[:n])
+		rest = rest[n:]
+	}
+	if got != want {
+		t.Fatalf("pieces: %#08x, want %#08x", got, want)
+	}
+}
+
+func FuzzUpdate(f *testing.F) {
+	f.Add(uint32(0), make([]byte, 2048))
+	f.Add(uint32(0xdeadbeef), []byte("hello"))
+	f.Fuzz(func(t *testing.T, init uint32, p []byte) {
+		if got, want := Update(init, p), crc32.Update(init, table, p); got != want {
+			t.Fatalf("Update(%#x, %d bytes) = %#08x, want %#08x", init, len(p), got, want)
+		}
+	})
+}
+
+// BenchmarkUpdate compares Update with hash/crc32 in the same run:
+//
+//	go test -run '^$' -bench Update -count 5 ./stream/internal/crc32c/
+func BenchmarkUpdate(b *testing.B) {
+	for _, n := range []int{512, 1024, 4096, 64 << 10, 256 << 10} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i * 7)
+		}
+		b.Run("size="+strconv.Itoa(n)+"/stdlib", func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for range b.N {
+				crc32.Update(0, table, p)
+			}
+		})
+		b.Run("size="+strconv.Itoa(n)+"/crc32c", func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for range b.N {
+				Update(0, p)
+			}
+		})
+	}
+}
