@@ -79,8 +79,9 @@ type Tier struct {
 }
 
 var (
-	_ local.Blocks          = (*Tier)(nil)
-	_ peerlink.BlockHandler = (*Tier)(nil)
+	_ local.Blocks            = (*Tier)(nil)
+	_ peerlink.BlockHandler   = (*Tier)(nil)
+	_ peerlink.BlockAllocator = (*Tier)(nil)
 )
 
 // New makes a tier.
@@ -450,17 +451,30 @@ func (t *Tier) GetBlock(id string, dst []byte) ([]byte, uint32, error) {
 	return data, info.Checksum, nil
 }
 
-// PutBlock keeps another member's copy of a block.
+// PutBlock keeps another member's copy of a block. data comes from
+// AllocBlock: what this node's tier does not keep goes back to it.
 func (t *Tier) PutBlock(id string, data []byte, crc uint32) error {
 	var bid blocks.ID
 	if err := bid.UnmarshalText([]byte(id)); err != nil {
+		t.cfg.Local.Release(data)
 		return wire(fmt.Errorf("%w: %v", store.ErrInvalidArgument, err))
 	}
-	if _, err := t.cfg.Local.Put(bid, data); err != nil {
+	info, err := t.cfg.Local.Put(bid, data)
+	if err != nil || info.Spilled {
+		t.cfg.Local.Release(data)
+	}
+	if err != nil {
 		return wire(fmt.Errorf("%w (on %s)", local.BlockError(err), t.cfg.Self))
 	}
 	return nil
 }
+
+// AllocBlock gives the peer link recycled block memory to receive a
+// block into.
+func (t *Tier) AllocBlock(n int) []byte { return t.cfg.Local.Alloc(n) }
+
+// ReleaseBlock gives back a buffer from AllocBlock no block holds.
+func (t *Tier) ReleaseBlock(buf []byte) { t.cfg.Local.Release(buf) }
 
 // DeleteBlocks drops blocks another member freed.
 func (t *Tier) DeleteBlocks(ids []string) error {
