@@ -131,14 +131,20 @@ func BenchmarkCallShm(b *testing.B) {
 
 // BenchmarkCallTCP is a synchronous 64-byte Call over loopback TCP.
 func BenchmarkCallTCP(b *testing.B) {
-	for _, batch := range []bool{false, true} {
-		b.Run(map[bool]string{false: "flush", true: "batch"}[batch], func(b *testing.B) {
-			env := childEnv()
-			if batch {
-				env = append(env, "TCP_BATCH=1")
-			}
-			e := startExecutor(b, "tcp", nil, env...)
-			benchCall(b, handshake(b, tcpConn(b, e.addr, direct.TCPOptions{Batch: batch})))
+	for _, m := range []struct {
+		name string
+		opts direct.TCPOptions
+		env  []string
+	}{
+		{"flush", direct.TCPOptions{}, nil},
+		{"batch", direct.TCPOptions{Batch: true}, []string{"TCP_BATCH=1"}},
+		// Both ends busy-poll their socket: a hot executor and a
+		// client that spins while it waits for its result.
+		{"batch-spin", direct.TCPOptions{Batch: true, Spin: -1}, []string{"TCP_BATCH=1", "TCP_SPIN=-1ns"}},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			e := startExecutor(b, "tcp", nil, append(childEnv(), m.env...)...)
+			benchCall(b, handshake(b, tcpConn(b, e.addr, m.opts)))
 		})
 	}
 }

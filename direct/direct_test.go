@@ -39,6 +39,12 @@ func transports(t *testing.T) map[string]func(t *testing.T) direct.Conn {
 			addr, _ := serveTCP(t, context.Background(), direct.ServerConfig{Check: check}, direct.TCPOptions{})
 			return tcpConn(t, addr, direct.TCPOptions{})
 		},
+		// The executor busy-polls 2 ms after each message, the client
+		// until its result comes (a hot lease over TCP).
+		"tcp-spin": func(t *testing.T) direct.Conn {
+			addr, _ := serveTCP(t, context.Background(), direct.ServerConfig{Check: check}, direct.TCPOptions{Batch: true, Spin: 2 * time.Millisecond})
+			return tcpConn(t, addr, direct.TCPOptions{Batch: true, Spin: -1})
+		},
 		"tcp-batch": func(t *testing.T) direct.Conn {
 			addr, _ := serveTCP(t, context.Background(), direct.ServerConfig{Check: check}, direct.TCPOptions{Batch: true})
 			return tcpConn(t, addr, direct.TCPOptions{Batch: true})
@@ -193,7 +199,7 @@ func TestServeRefusalReturns(t *testing.T) {
 // TestExecutorKilled kills the executor process with calls in flight:
 // every pending future fails with ErrExecutorLost, promptly.
 func TestExecutorKilled(t *testing.T) {
-	for _, name := range []string{"shm-hot", "shm-warm", "shm-auto", "tcp"} {
+	for _, name := range []string{"shm-hot", "shm-warm", "shm-auto", "tcp", "tcp-spin"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var conn direct.Conn
@@ -208,6 +214,9 @@ func TestExecutorKilled(t *testing.T) {
 			case "tcp":
 				e = startExecutor(t, "tcp", nil)
 				conn = tcpConn(t, e.addr, direct.TCPOptions{})
+			case "tcp-spin": // both ends spin for ever
+				e = startExecutor(t, "tcp", nil, "TCP_SPIN=-1ns")
+				conn = tcpConn(t, e.addr, direct.TCPOptions{Spin: -1})
 			}
 			c := handshake(t, conn)
 			if _, err := c.Call(context.Background(), []byte("warm up")); err != nil {

@@ -127,6 +127,7 @@ func helperMain(mode string) error {
 		}
 		fmt.Println(ln.Addr())
 		opts := direct.TCPOptions{Batch: os.Getenv("TCP_BATCH") == "1"}
+		opts.Spin, _ = time.ParseDuration(os.Getenv("TCP_SPIN"))
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
