@@ -53,6 +53,29 @@ type Client struct {
 	// RingSize is the ring size per direction for same-machine executors
 	// (0: the executor's default, 1 MiB).
 	RingSize int
+	// TCPSpin is how long a caller waiting for a result over TCP
+	// busy-polls the socket before it sleeps: 0 picks by the lease's
+	// mode (hot: until the result comes, as a hot executor does; auto:
+	// 1 ms, longer than a small call takes; warm: never), negative
+	// never spins.
+	TCPSpin time.Duration
+}
+
+// tcpSpin is the client side's direct.TCPOptions.Spin for a lease in mode.
+func (c *Client) tcpSpin(mode string) time.Duration {
+	switch {
+	case c.TCPSpin > 0:
+		return c.TCPSpin
+	case c.TCPSpin < 0:
+		return 0
+	}
+	switch mode {
+	case "hot":
+		return -1
+	case "warm":
+		return 0
+	}
+	return time.Millisecond
 }
 
 func (c *Client) http() *http.Client {
@@ -190,7 +213,7 @@ func (c *Client) dial(ctx context.Context, g api.LeaseGrant, e api.LeaseExecutor
 		return nil, err
 	}
 	nc.(*net.TCPConn).SetNoDelay(true)
-	return direct.Handshake(direct.NewTCPConn(nc, direct.TCPOptions{Batch: true}), g.Token, e.Index)
+	return direct.Handshake(direct.NewTCPConn(nc, direct.TCPOptions{Batch: true, Spin: c.tcpSpin(g.Mode)}), g.Token, e.Index)
 }
 
 func (c *Client) dialRing(ctx context.Context, g api.LeaseGrant, e api.LeaseExecutor) (*direct.Client, error) {

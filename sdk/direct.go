@@ -42,8 +42,8 @@ type executor struct {
 
 	busy        atomic.Int64 // ns in handlers
 	invocations atomic.Uint64
-	mu          sync.Mutex // guards rings
-	rings       map[*shm.Conn]time.Duration
+	mu          sync.Mutex               // guards conns
+	conns       map[poller]time.Duration // connections that poll, by poll time reported
 	reportedHot time.Duration
 }
 
@@ -55,7 +55,7 @@ func startDirect(ctx context.Context, raw Handler, h http.Handler) error {
 	}
 	index, _ := strconv.Atoi(os.Getenv("HANDOFF_EXECUTOR"))
 	hot, _ := time.ParseDuration(os.Getenv("HANDOFF_HOT_POLL"))
-	e := &executor{index: index, hot: hot, rings: map[*shm.Conn]time.Duration{}}
+	e := &executor{index: index, hot: hot, conns: map[poller]time.Duration{}}
 	switch os.Getenv("HANDOFF_DIRECT_MODE") {
 	case "hot":
 		e.mode = shm.Hot
@@ -112,8 +112,41 @@ func (e *executor) acceptTCP(ctx context.Context, ln net.Listener) {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		go direct.Serve(ctx, direct.NewTCPConn(c, direct.TCPOptions{Batch: true}), e.config(), e.h)
+		go e.serveTCP(ctx, c)
 	}
+}
+
+// poller is a connection that busy-polls and counts the time it spent so.
+type poller interface{ PollTime() time.Duration }
+
+// serveTCP serves one client over TCP. A hot executor busy-polls its
+// socket as it does a ring (for as long as the mode says), so a call
+// costs no wake-up of a sleeping thread.
+func (e *executor) serveTCP(ctx context.Context, c net.Conn) {
+	var spin time.Duration
+	switch e.mode {
+	case shm.Hot:
+		spin = -1
+	case shm.Auto:
+		spin = e.hot
+		if spin <= 0 {
+			spin = shm.DefaultHot
+		}
+	}
+	conn := direct.NewTCPConn(c, direct.TCPOptions{Batch: true, Spin: spin})
+	e.serve(ctx, conn, conn)
+}
+
+// serve serves conn, counting the time p spends polling.
+func (e *executor) serve(ctx context.Context, conn direct.Conn, p poller) {
+	e.mu.Lock()
+	e.conns[p] = 0
+	e.mu.Unlock()
+	_ = direct.Serve(ctx, conn, e.config(), e.h)
+	e.mu.Lock()
+	e.reportedHot += p.PollTime() - e.conns[p]
+	delete(e.conns, p)
+	e.mu.Unlock()
 }
 
 func (e *executor) acceptUnix(ctx context.Context, ln *net.UnixListener) {
@@ -162,14 +195,7 @@ func (e *executor) ring(ctx context.Context, c *net.UnixConn) {
 		conn.Close()
 		return
 	}
-	e.mu.Lock()
-	e.rings[conn] = 0
-	e.mu.Unlock()
-	_ = direct.Serve(ctx, conn, e.config(), e.h)
-	e.mu.Lock()
-	e.reportedHot += conn.PollTime() - e.rings[conn]
-	delete(e.rings, conn)
-	e.mu.Unlock()
+	e.serve(ctx, conn, conn)
 }
 
 // report sends the executor's accounting to its node agent every second.
@@ -188,10 +214,10 @@ func (e *executor) report(ctx context.Context) {
 		e.mu.Lock()
 		hot := e.reportedHot
 		e.reportedHot = 0
-		for c, seen := range e.rings {
+		for c, seen := range e.conns {
 			if now := c.PollTime(); now > seen { // see PollTime: skip a sample that ran ahead
 				hot += now - seen
-				e.rings[c] = now
+				e.conns[c] = now
 			}
 		}
 		e.mu.Unlock()

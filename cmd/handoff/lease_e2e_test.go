@@ -57,12 +57,17 @@ func TestLeasedExecutorsTakeDirectCalls(t *testing.T) {
 		t.Fatalf("lease without the admin token: %s", resp.Status)
 	}
 
-	for _, tcpOnly := range []bool{false, true} {
+	for _, k := range []struct {
+		tcpOnly bool
+		mode    string
+		n       int
+	}{{false, "auto", 2}, {true, "auto", 2}, {true, "hot", 1}} { // hot over TCP: both ends spin
+		tcpOnly := k.tcpOnly
 		c := &leaseclient.Client{Node: node, Token: strings.TrimSpace(string(admin)), TCPOnly: tcpOnly}
 		t0 := time.Now()
-		l, err := c.Acquire(ctx, api.LeaseRequest{Function: "direct-echo", Executors: 2, Duration: "30s", Mode: "auto"})
+		l, err := c.Acquire(ctx, api.LeaseRequest{Function: "direct-echo", Executors: k.n, Duration: "30s", Mode: k.mode})
 		if err != nil {
-			t.Fatalf("acquire (tcpOnly=%v): %v", tcpOnly, err)
+			t.Fatalf("acquire (tcpOnly=%v, %s): %v", tcpOnly, k.mode, err)
 		}
 		t.Logf("acquired on %s in %v", l.Grant().Node, time.Since(t0))
 		out, err := l.Call(ctx, []byte("echo direct"))
@@ -84,7 +89,7 @@ func TestLeasedExecutorsTakeDirectCalls(t *testing.T) {
 			}
 		}
 		outs, err := l.All(ctx, []byte("echo all"))
-		if err != nil || len(outs) != 2 {
+		if err != nil || len(outs) != k.n {
 			t.Fatalf("vector call = %d answers, %v", len(outs), err)
 		}
 		if err := l.Renew(ctx, time.Minute); err != nil {
