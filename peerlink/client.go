@@ -113,9 +113,11 @@ func (c *Client) exchange(ctx context.Context, addr string, req Request) (*conn,
 
 // Pull asks the member at addr for one read of the payload behind ref on
 // behalf of reader. The body must be read to its end (Size bytes) or
-// closed; an error answer is a *RemoteError.
+// closed; an error answer is a *RemoteError. The payload's checksum is
+// Answer.Checksum, or, when Answer.Trailer is set, Body.Checksum once the
+// body was read to its end.
 func (c *Client) Pull(ctx context.Context, addr, ref, reader string) (*Body, Answer, error) {
-	cn, ans, stop, err := c.exchange(ctx, addr, Request{Op: "pull", Ref: ref, Reader: reader, Clear: c.Clear})
+	cn, ans, stop, err := c.exchange(ctx, addr, Request{Op: "pull", Ref: ref, Reader: reader, Clear: c.Clear, Trailer: true})
 	if err != nil {
 		return nil, Answer{}, err
 	}
@@ -135,25 +137,50 @@ func (c *Client) Pull(ctx context.Context, addr, ref, reader string) (*Body, Ans
 		}
 		src = cn.raw
 	}
-	b := &Body{c: c, addr: addr, cn: cn, stop: stop, src: src, left: ans.Size}
+	b := &Body{c: c, addr: addr, cn: cn, stop: stop, src: src, left: ans.Size, trailer: ans.Trailer, sum: ans.Checksum}
 	if ans.Size == 0 {
-		b.finish(true)
+		if err := b.end(); err != nil {
+			return nil, ans, err
+		}
 	}
 	return b, ans, nil
 }
 
-// Body is a pulled payload arriving.
-type Body struct {
-	c    *Client
-	addr string
-	cn   *conn
-	stop func() bool
-	src  io.Reader
-	left int64
-	done bool
+// Take asks the member at addr to account one read of the payload behind
+// ref for reader without sending it, and returns how many reads are left.
+// An error answer is a *RemoteError (code "bad_request" from a holder that
+// does not know take).
+func (c *Client) Take(ctx context.Context, addr, ref, reader string) (readsLeft uint32, err error) {
+	cn, ans, stop, err := c.exchange(ctx, addr, Request{Op: "take", Ref: ref, Reader: reader})
+	if err != nil {
+		return 0, err
+	}
+	c.release(addr, cn, stop, true)
+	if ans.Code != "" {
+		return 0, &RemoteError{Code: ans.Code, Message: ans.Error}
+	}
+	return ans.ReadsLeft, nil
 }
 
-// Read reads the payload; io.EOF after Size bytes.
+// Body is a pulled payload arriving.
+type Body struct {
+	c       *Client
+	addr    string
+	cn      *conn
+	stop    func() bool
+	src     io.Reader
+	left    int64
+	done    bool
+	trailer bool   // the checksum follows the payload
+	sum     uint32 // the checksum, once known
+}
+
+// Checksum is the payload's CRC-32C as the holder gives it: from its
+// answer, or from the trailer once the body was read to its end (0 before).
+func (b *Body) Checksum() uint32 { return b.sum }
+
+// Read reads the payload; io.EOF after Size bytes. The Read that returns
+// the last bytes also reads the trailer, and fails if it does not come.
 func (b *Body) Read(p []byte) (int, error) {
 	if b.left == 0 {
 		return 0, io.EOF
@@ -164,8 +191,7 @@ func (b *Body) Read(p []byte) (int, error) {
 	n, err := b.src.Read(p)
 	b.left -= int64(n)
 	if b.left == 0 {
-		b.finish(true)
-		return n, nil
+		return n, b.end()
 	}
 	if err == io.EOF {
 		err = fmt.Errorf("peer closed the connection %d bytes before the end of the payload: %w", b.left, io.ErrUnexpectedEOF)
@@ -174,6 +200,28 @@ func (b *Body) Read(p []byte) (int, error) {
 		b.finish(false)
 	}
 	return n, err
+}
+
+// end finishes a payload read in full: it reads the trailer, if one
+// follows, and gives the connection back.
+func (b *Body) end() error {
+	if b.done {
+		return nil
+	}
+	if b.trailer {
+		var t Answer
+		if err := readFrame(b.cn.tc, &t); err != nil {
+			b.finish(false)
+			return fmt.Errorf("peerlink: the payload's checksum did not follow it: %w", err)
+		}
+		if t.Code != "" {
+			b.finish(true)
+			return &RemoteError{Code: t.Code, Message: t.Error}
+		}
+		b.sum = t.Checksum
+	}
+	b.finish(true)
+	return nil
 }
 
 // WriteTo lets an *os.File take a clear payload straight from the socket
@@ -186,7 +234,10 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 		if err == nil && b.left > 0 {
 			err = fmt.Errorf("peer closed the connection %d bytes before the end of the payload: %w", b.left, io.ErrUnexpectedEOF)
 		}
-		b.finish(err == nil)
+		if err == nil {
+			return n, b.end()
+		}
+		b.finish(false)
 		return n, err
 	}
 	return copyBig(w, struct{ io.Reader }{b})
@@ -195,7 +246,7 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 // Close gives the connection back when the payload was read in full, and
 // drops it otherwise.
 func (b *Body) Close() error {
-	b.finish(b.left == 0)
+	b.finish(b.left == 0 && !b.trailer)
 	return nil
 }
 

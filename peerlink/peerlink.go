@@ -18,12 +18,29 @@
 //	pull:  C→S Request{op:"pull"}   S→C Answer (error, or size and mode)
 //	       clear:  C→S one byte 'G' (TLS), then S→C size bytes on the TCP socket
 //	       tls:    S→C size bytes through TLS
+//	       trailer (Answer.Trailer): then S→C Answer{checksum} (TLS), or
+//	       an error answer when the holder could not send every byte
+//	take:  C→S Request{op:"take"}   S→C Answer (error, or readsLeft)
 //	adopt: C→S Request{op:"adopt"}  S→C Answer (ready, or error)
 //	       C→S size bytes (clear on the socket, or through TLS)
 //	       S→C Answer (kept, or error)
 //	stream: C→S Request{op:"stream"} S→C Answer (ready, or error)
 //	       C→S the stream's bytes (clear on the socket, or through TLS)
 //	       until C half-closes; the connection then ends (it is not reused)
+//
+// A pull's checksum comes in its answer, or, when the puller offers to take
+// it after the payload (Request.Trailer) and the holder does not know it
+// yet (a memfd an instance handed over unchecked), in a trailer frame: the
+// holder then computes it in the same pass that sends the bytes instead of
+// in a pass before them. It travels inside TLS either way, so clear
+// payloads stay checked against a checksum no one on the path can forge.
+// A holder that predates trailers ignores Request.Trailer and answers with
+// the checksum first, which the puller accepts as before.
+//
+// take accounts one read of a reference without moving its bytes: the
+// puller's node already holds a copy from an earlier pull (see package
+// refpass, broadcast). A holder that predates it answers "bad_request",
+// and the puller pulls instead.
 //
 // The 'G' byte is what makes clear bytes safe to mix with TLS: the holder
 // sends nothing after its answer until the puller has read that answer in
@@ -49,12 +66,14 @@ var ErrMalformed = errors.New("peerlink: malformed frame")
 
 // Request asks the holder for something.
 type Request struct {
-	Op     string `json:"op"` // "pull", "adopt" or "stream"
+	Op     string `json:"op"` // "pull", "take", "adopt", "stream" or a block op
 	Ref    string `json:"ref,omitempty"`
 	Reader string `json:"reader,omitempty"`
 	// Clear says the sender of the request accepts the payload in the
 	// clear on the socket.
 	Clear bool `json:"clear,omitempty"`
+	// Trailer says the puller takes the checksum after the payload.
+	Trailer bool `json:"trailer,omitempty"`
 
 	// Adopt: a draining member's buffer, described.
 	Holder    string `json:"holder,omitempty"`
@@ -78,6 +97,11 @@ type Answer struct {
 	Size     int64  `json:"size,omitempty"`
 	Checksum uint32 `json:"checksum,omitempty"`
 	Clear    bool   `json:"clear,omitempty"` // the payload goes in the clear
+	// Trailer says the checksum follows the payload (Checksum is 0 here).
+	Trailer bool `json:"trailer,omitempty"`
+	// ReadsLeft is, for pull and take, how many reads the reference still
+	// allows after this one.
+	ReadsLeft uint32 `json:"readsLeft,omitempty"`
 }
 
 // RemoteError is an error answer from the other end.

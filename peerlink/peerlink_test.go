@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -44,9 +46,13 @@ func members(t testing.TB, names ...string) []*pki.Member {
 type fileHandler struct {
 	t        testing.TB
 	payloads map[string][]byte
+	// unsummed leaves the checksum to a trailer when the puller takes one.
+	unsummed bool
 
 	mu      sync.Mutex
 	adopted map[string][]byte
+	summed  []uint32 // checksums the server computed while sending
+	taken   int      // reads taken without bytes
 }
 
 type filePayload struct{ f *os.File }
@@ -57,20 +63,39 @@ func (p filePayload) Close() error               { return p.f.Close() }
 
 var errNope = errors.New("no such payload")
 
-func (h *fileHandler) Pull(ctx context.Context, ref, reader string) (Payload, int64, uint32, error) {
-	b, ok := h.payloads[ref]
-	if !ok || reader != "count" {
-		return nil, 0, 0, errNope
+func (h *fileHandler) Pull(ctx context.Context, req Request) (Pulled, error) {
+	b, ok := h.payloads[req.Ref]
+	if !ok || req.Reader != "count" {
+		return Pulled{}, errNope
 	}
 	f, err := os.CreateTemp(h.t.TempDir(), "payload")
 	if err != nil {
-		return nil, 0, 0, err
+		return Pulled{}, err
 	}
 	if _, err := f.Write(b); err != nil {
-		return nil, 0, 0, err
+		return Pulled{}, err
 	}
 	f.Seek(0, io.SeekStart)
-	return filePayload{f}, int64(len(b)), 42, nil
+	pd := Pulled{Payload: filePayload{f}, Size: int64(len(b)), Checksum: 42, ReadsLeft: 7}
+	if h.unsummed && req.Trailer {
+		pd.Checksum, pd.Unsummed = 0, true
+		pd.Summed = func(sum uint32) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.summed = append(h.summed, sum)
+		}
+	}
+	return pd, nil
+}
+
+func (h *fileHandler) Take(ctx context.Context, ref, reader string) (uint32, error) {
+	if _, ok := h.payloads[ref]; !ok || reader != "count" {
+		return 0, errNope
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.taken++
+	return uint32(10 - h.taken), nil
 }
 
 func (h *fileHandler) Adopt(ctx context.Context, req Request, body io.Reader) error {
@@ -148,6 +173,87 @@ func TestPullClearAndTLS(t *testing.T) {
 				t.Fatalf("%d idle connections after 3 sequential pulls; want 1 reused", idle)
 			}
 		})
+	}
+}
+
+// TestPullWithTrailer: a holder that does not know the checksum computes it
+// while sending and sends it after the payload, through TLS, in both modes;
+// the connection stays in step for the next pull, and a payload of no
+// bytes works too.
+func TestPullWithTrailer(t *testing.T) {
+	ms := members(t, "n1", "n2")
+	payload := random(t, 3<<20+17)
+	want := crc32.Checksum(payload, castagnoli)
+	for _, clear := range []bool{true, false} {
+		h := &fileHandler{t: t, payloads: map[string][]byte{"r1": payload, "empty": {}}, unsummed: true}
+		addr, _ := serve(t, ms[0], h, clear)
+		c := &Client{TLS: ms[1].ClientConfig(""), Clear: clear}
+		for i := 0; i < 2; i++ {
+			body, ans, err := c.Pull(context.Background(), addr, "r1", "count")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ans.Trailer || ans.Checksum != 0 || ans.ReadsLeft != 7 {
+				t.Fatalf("clear=%v: answer = %+v; want a trailer and 7 reads left", clear, ans)
+			}
+			var got bytes.Buffer
+			if i == 0 {
+				_, err = io.Copy(&got, body) // Read
+			} else {
+				var f *os.File
+				if f, err = os.CreateTemp(t.TempDir(), "landing"); err == nil {
+					_, err = body.WriteTo(f) // splice when clear
+					f.Seek(0, io.SeekStart)
+					got.ReadFrom(f)
+					f.Close()
+				}
+			}
+			if err != nil || !bytes.Equal(got.Bytes(), payload) {
+				t.Fatalf("clear=%v pull %d: %d bytes, err %v", clear, i, got.Len(), err)
+			}
+			if body.Checksum() != want {
+				t.Fatalf("clear=%v: trailer says %08x, the payload's crc32c is %08x", clear, body.Checksum(), want)
+			}
+			body.Close()
+		}
+		body, ans, err := c.Pull(context.Background(), addr, "empty", "count")
+		if err != nil || ans.Size != 0 || body.Checksum() != 0 {
+			t.Fatalf("empty payload: %+v, %v", ans, err)
+		}
+		h.mu.Lock()
+		summed := slices.Clone(h.summed)
+		h.mu.Unlock()
+		if !slices.Equal(summed, []uint32{want, want, 0}) {
+			t.Fatalf("the holder was told checksums %x", summed)
+		}
+		c.mu.Lock()
+		idle := len(c.idle[addr])
+		c.mu.Unlock()
+		if idle != 1 {
+			t.Fatalf("%d idle connections after sequential pulls; want 1 reused", idle)
+		}
+		c.CloseIdle("")
+	}
+}
+
+func TestTake(t *testing.T) {
+	ms := members(t, "n1", "n2")
+	h := &fileHandler{t: t, payloads: map[string][]byte{"r1": []byte("x")}}
+	addr, _ := serve(t, ms[0], h, true)
+	c := &Client{TLS: ms[1].ClientConfig(""), Clear: true}
+	defer c.CloseIdle("")
+	for want := uint32(9); want >= 8; want-- {
+		left, err := c.Take(context.Background(), addr, "r1", "count")
+		if err != nil || left != want {
+			t.Fatalf("Take = %d, %v; want %d left", left, err, want)
+		}
+	}
+	var re *RemoteError
+	if _, err := c.Take(context.Background(), addr, "r1", "intruder"); !errors.As(err, &re) || re.Code != "ref_gone" {
+		t.Fatalf("wrong reader: err = %v; want a RemoteError ref_gone", err)
+	}
+	if h.taken != 2 {
+		t.Fatalf("%d reads taken; want 2", h.taken)
 	}
 }
 
@@ -297,6 +403,9 @@ func TestAdopt(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"op":"pull","ref":"hr1.x","reader":"count","clear":true}`))
 	f.Add([]byte(`{"code":"ref_gone","error":"gone","size":3}`))
+	f.Add([]byte(`{"op":"pull","ref":"hr1.x","reader":"count","clear":true,"trailer":true}`))
+	f.Add([]byte(`{"size":1073741824,"clear":true,"trailer":true,"readsLeft":7}`))
+	f.Add([]byte(`{"op":"take","ref":"hr1.x","reader":"count"}`))
 	f.Add([]byte(`{"op":"adopt","holder":"n1-x","buffer":"00","readsLeft":1,"expires":5,"size":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var req Request

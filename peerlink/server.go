@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
@@ -21,10 +22,28 @@ type Payload interface {
 	Close() error
 }
 
+// Pulled is one read a Handler opened for a pull.
+type Pulled struct {
+	Payload  Payload
+	Size     int64
+	Checksum uint32
+	// Unsummed says the checksum is not known yet: the server computes it
+	// while it sends the bytes and sends it as a trailer, then hands it to
+	// Summed (when not nil) so that later pulls need no pass of their own.
+	// Set it only when the request offered to take a trailer.
+	Unsummed bool
+	Summed   func(checksum uint32)
+	// ReadsLeft is how many reads the reference allows after this one.
+	ReadsLeft uint32
+}
+
 // Handler answers requests on the holder's side.
 type Handler interface {
-	// Pull opens one read of the payload behind ref for reader.
-	Pull(ctx context.Context, ref, reader string) (p Payload, size int64, checksum uint32, err error)
+	// Pull opens one read of the payload behind req.Ref for req.Reader.
+	Pull(ctx context.Context, req Request) (Pulled, error)
+	// Take takes one read of the payload behind ref for reader without
+	// sending its bytes, and says how many reads are left after it.
+	Take(ctx context.Context, ref, reader string) (readsLeft uint32, err error)
 	// Adopt stores a draining member's buffer read from body (req.Size
 	// bytes).
 	Adopt(ctx context.Context, req Request, body io.Reader) error
@@ -128,6 +147,8 @@ func (s *Server) serveConn(raw net.Conn, cfg *tls.Config) {
 		switch req.Op {
 		case "pull":
 			ok = s.pull(tc, raw, req)
+		case "take":
+			ok = s.take(tc, req)
 		case "adopt":
 			ok = s.adopt(tc, raw, req)
 		case "stream":
@@ -154,25 +175,80 @@ func (s *Server) errAnswer(err error) Answer {
 
 // pull answers one pull; false means the connection is unusable.
 func (s *Server) pull(tc *tls.Conn, raw net.Conn, req Request) bool {
-	p, size, sum, err := s.Handler.Pull(context.Background(), req.Ref, req.Reader)
+	pd, err := s.Handler.Pull(context.Background(), req)
+	if err == nil && pd.Unsummed && !req.Trailer {
+		pd.Payload.Close()
+		err = errors.New("peerlink: the handler left a pull's checksum to a trailer the puller does not take")
+	}
 	if err != nil {
 		return writeFrame(tc, s.errAnswer(err)) == nil
 	}
+	p, size := pd.Payload, pd.Size
 	defer p.Close()
 	clear := req.Clear && s.Clear
-	if err := writeFrame(tc, Answer{Size: size, Checksum: sum, Clear: clear}); err != nil {
+	ans := Answer{Size: size, Checksum: pd.Checksum, Clear: clear, Trailer: pd.Unsummed, ReadsLeft: pd.ReadsLeft}
+	if err := writeFrame(tc, ans); err != nil {
 		return false
 	}
-	if !clear {
-		n, err := copyBig(tc, io.LimitReader(p, size))
-		return err == nil && n == size
+	var dst io.Writer = tc
+	if clear {
+		var g [1]byte
+		if _, err := io.ReadFull(tc, g[:]); err != nil || g[0] != 'G' {
+			return false
+		}
+		dst = raw
 	}
-	var g [1]byte
-	if _, err := io.ReadFull(tc, g[:]); err != nil || g[0] != 'G' {
-		return false
+	if pd.Unsummed {
+		sum, err := sendSummed(dst, p, size)
+		if err != nil {
+			// The puller sees the payload cut short (or the cause, when
+			// only reading here failed and the socket still works).
+			return false
+		}
+		if pd.Summed != nil {
+			pd.Summed(sum)
+		}
+		return writeFrame(tc, Answer{Checksum: sum}) == nil
 	}
-	n, err := sendClear(raw, p, size)
+	var n int64
+	if clear {
+		n, err = sendClear(raw, p, size)
+	} else {
+		n, err = copyBig(tc, io.LimitReader(p, size))
+	}
 	return err == nil && n == size
+}
+
+// sendSummed writes size bytes of p to dst and returns their CRC-32C,
+// computed on each 1 MiB piece between reading it and writing it, while it
+// is still in the CPU's cache: one pass over the bytes where a checksum
+// pass and then sendfile would be two.
+func sendSummed(dst io.Writer, p io.Reader, size int64) (uint32, error) {
+	bp := bigBufs.Get().(*[]byte)
+	defer bigBufs.Put(bp)
+	buf := *bp
+	var sum uint32
+	for left := size; left > 0; {
+		b := buf[:min(left, int64(len(buf)))]
+		if _, err := io.ReadFull(p, b); err != nil {
+			return 0, fmt.Errorf("peerlink: reading the payload, %d bytes before its end: %w", left, err)
+		}
+		sum = crc32.Update(sum, castagnoli, b)
+		if _, err := dst.Write(b); err != nil {
+			return 0, err
+		}
+		left -= int64(len(b))
+	}
+	return sum, nil
+}
+
+// take answers a take; false means the connection is unusable.
+func (s *Server) take(tc *tls.Conn, req Request) bool {
+	left, err := s.Handler.Take(context.Background(), req.Ref, req.Reader)
+	if err != nil {
+		return writeFrame(tc, s.errAnswer(err)) == nil
+	}
+	return writeFrame(tc, Answer{ReadsLeft: left}) == nil
 }
 
 // sendClear writes size bytes of p on the TCP socket itself: with
