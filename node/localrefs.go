@@ -160,31 +160,16 @@ func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (fdpass
 // holder first (a mapping needs local memory).
 func (a *Agent) fdGet(token, caller string) (fdpass.Response, *os.File) {
 	ctx := a.ctx
-	p, err := a.refs.Open(ctx, token, readerName(caller))
+	// Fetch lands a payload held elsewhere in this node's store first, so
+	// the payload always has a descriptor.
+	p, err := a.refs.Fetch(ctx, token, readerName(caller))
 	if err != nil {
 		return fdResponse(err), nil
 	}
 	defer p.Close()
 	a.metrics.bytes.WithLabelValues("ref", "in").Add(float64(p.Ref.Size))
 	resp := fdpass.Response{Size: p.Ref.Size, Checksum: p.Ref.Checksum, Deferred: p.Ref.Deferred, Expires: p.Ref.Expires.Unix()}
-	if f := p.File(); f != nil {
-		dup, err := dupFile(f)
-		if err != nil {
-			return fdResponse(err), nil
-		}
-		return resp, dup
-	}
-	// Pulled: land it in a local buffer readable once, by this call.
-	_, info, err := a.refs.Put(ctx, p, p.Ref.Size, refpass.Options{Issuer: readerName(caller), Readers: []string{ref.AnyReader}, Reads: 1})
-	if err != nil {
-		return fdResponse(err), nil
-	}
-	rd, err := a.refs.Store().Open(info.ID)
-	if err != nil {
-		return fdResponse(err), nil
-	}
-	defer rd.Close()
-	dup, err := dupFile(rd.File())
+	dup, err := dupFile(p.File())
 	if err != nil {
 		return fdResponse(err), nil
 	}

@@ -20,16 +20,19 @@ import (
 //     reads them into one; nothing else.
 //   - stream: a payload the holder's store checksummed at Put, opened on the
 //     other node and read to the end (the API-preserving path's pull).
-//   - land: a memfd adopted without a checksum (what sdk.Buffer.Share
-//     hands over), pulled into the puller's own store, as sdk.Map's pull
-//     does: the holder checksums on this first pull, the puller verifies
-//     and keeps the bytes in a memfd it can pass to the consumer.
+//   - fetch: a memfd adopted without a checksum (what sdk.Buffer.Share
+//     hands over), pulled into the puller's own store with Fetch, as
+//     sdk.Map's pull does: the holder checksums on this first pull, the
+//     puller verifies and keeps the bytes in a memfd it can pass on.
+//   - openput: the same landed by streaming Open into Put, as the node
+//     agent did before Fetch (for comparison).
 func BenchmarkPullVsTCP(b *testing.B) {
 	for _, size := range []int64{64 << 20, 1 << 30} {
 		name := fmt.Sprintf("%dMiB", size>>20)
 		b.Run("tcp/"+name, func(b *testing.B) { benchTCP(b, size) })
 		b.Run("stream/"+name, func(b *testing.B) { benchStream(b, size) })
-		b.Run("land/"+name, func(b *testing.B) { benchLand(b, size) })
+		b.Run("openput/"+name, func(b *testing.B) { benchLand(b, size, openPut) })
+		b.Run("fetch/"+name, func(b *testing.B) { benchLand(b, size, fetch) })
 	}
 }
 
@@ -91,7 +94,7 @@ func benchStream(b *testing.B, size int64) {
 	}
 }
 
-func benchLand(b *testing.B, size int64) {
+func benchLand(b *testing.B, size int64, land func(*Service, string, string) (*Payload, error)) {
 	c := newCluster(b, 2, true, clock.Real{})
 	src := benchSource(b, size)
 	b.SetBytes(size)
@@ -120,9 +123,12 @@ func benchLand(b *testing.B, size int64) {
 	}
 }
 
-// land pulls a payload into the puller's store, as the node agent does
-// before it passes a descriptor to a consumer that maps it.
-func land(s *Service, tok, reader string) (*Payload, error) {
+func fetch(s *Service, tok, reader string) (*Payload, error) {
+	return s.Fetch(context.Background(), tok, reader)
+}
+
+// openPut pulls a payload into the puller's store through Open and Put.
+func openPut(s *Service, tok, reader string) (*Payload, error) {
 	p, err := s.Open(context.Background(), tok, reader)
 	if err != nil {
 		return nil, err

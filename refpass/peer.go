@@ -74,7 +74,8 @@ func (s *Service) Server(clear bool) *peerlink.Server {
 // holder answers the peer protocol for a Service.
 type holder struct{ s *Service }
 
-func (h holder) Pull(ctx context.Context, token, reader string) (peerlink.Payload, int64, uint32, error) {
+// open verifies a pull or take on the holder and takes one read.
+func (h holder) open(token, reader string) (*Payload, error) {
 	s := h.s
 	rf, err := s.verify(token, reader)
 	if err == nil && !s.holds(rf.Holder) {
@@ -85,42 +86,90 @@ func (h holder) Pull(ctx context.Context, token, reader string) (peerlink.Payloa
 	}
 	if err != nil {
 		s.stats.Refused.Add(1)
-		return nil, 0, 0, err
+		return nil, err
 	}
-	p, err := s.openLocal(rf)
+	return s.openLocal(rf)
+}
+
+// Pull serves one read. The bytes leave only once their content is fixed;
+// a checksum not yet known is computed while they are sent when the puller
+// takes a trailer (one pass), else in a pass before them.
+func (h holder) Pull(ctx context.Context, req peerlink.Request) (peerlink.Pulled, error) {
+	s := h.s
+	p, err := h.open(req.Ref, req.Reader)
 	if err != nil {
-		return nil, 0, 0, err
+		return peerlink.Pulled{}, err
 	}
-	sum, err := s.checksum(ctx, p.rd)
-	if err != nil {
+	pd := peerlink.Pulled{Payload: p, Size: p.Ref.Size, ReadsLeft: p.rd.Info().ReadsLeft}
+	if err := s.fixed(ctx, p.rd); err != nil {
 		p.Close()
-		return nil, 0, 0, err
+		return peerlink.Pulled{}, err
+	}
+	if sum, ok := s.knownSum(p.rd); ok {
+		pd.Checksum = sum
+	} else if req.Trailer {
+		id := p.rd.Info().ID
+		pd.Unsummed = true
+		pd.Summed = func(sum uint32) { s.rememberSum(id, sum) }
+	} else if pd.Checksum, err = s.checksum(ctx, p.rd); err != nil {
+		p.Close()
+		return peerlink.Pulled{}, err
 	}
 	s.stats.Served.Add(1)
-	s.stats.ServedBytes.Add(rf.Size)
-	return p, rf.Size, sum, nil
+	s.stats.ServedBytes.Add(p.Ref.Size)
+	return pd, nil
+}
+
+// Take accounts one read for a node that serves it from its own copy.
+func (h holder) Take(ctx context.Context, token, reader string) (uint32, error) {
+	p, err := h.open(token, reader)
+	if err != nil {
+		return 0, err
+	}
+	p.Close()
+	h.s.stats.Taken.Add(1)
+	return p.rd.Info().ReadsLeft, nil
 }
 
 func (h holder) Adopt(ctx context.Context, req peerlink.Request, body io.Reader) error {
 	return h.s.adopt(ctx, req, body)
 }
 
-// pull opens a payload held by another node, retrying for a few seconds
-// while its holder is draining or its adopter is not yet known.
+// pull opens a payload held by another node, streaming.
 func (s *Service) pull(ctx context.Context, r ref.Ref, token, reader string) (*Payload, error) {
+	body, ans, err := s.startPull(ctx, r, token, reader)
+	if err != nil {
+		return nil, err
+	}
+	v := &verifying{r: &counting{r: body, n: &s.stats.PullBytes}, want: r.Checksum, left: r.Size}
+	if r.Deferred {
+		// The holder computed it from its sealed copy (in its answer, or
+		// after the bytes); the bytes are checked against it after their
+		// trip.
+		v.want = ans.Checksum
+		if ans.Trailer {
+			v.trailer = body
+		}
+	}
+	return &Payload{Ref: r, r: v, c: body}, nil
+}
+
+// startPull asks the holder for a read, retrying for a few seconds while
+// it is draining or its adopter is not yet known.
+func (s *Service) startPull(ctx context.Context, r ref.Ref, token, reader string) (*peerlink.Body, peerlink.Answer, error) {
 	deadline := s.cfg.Clock.Now().Add(5 * time.Second)
 	for {
-		p, err := s.pullOnce(ctx, r, token, reader)
+		body, ans, err := s.startPullOnce(ctx, r, token, reader)
 		retry := errors.Is(err, errDraining) || errors.Is(err, ErrUnreachable)
 		if err == nil || !retry || s.cfg.Clock.Now().After(deadline) {
 			if err != nil {
 				s.stats.Refused.Add(1)
 			}
-			return p, err
+			return body, ans, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, peerlink.Answer{}, ctx.Err()
 		case <-s.cfg.Clock.After(100 * time.Millisecond):
 		}
 	}
@@ -140,34 +189,35 @@ func (s *Service) peerAddr(holder string) (string, error) {
 	return addr, nil
 }
 
-func (s *Service) pullOnce(ctx context.Context, r ref.Ref, token, reader string) (*Payload, error) {
+// holderError rebuilds the holder's refusal, so errors.Is works across the
+// network.
+func holderError(err error, r ref.Ref, addr string) error {
+	var re *peerlink.RemoteError
+	if errors.As(err, &re) {
+		if base, ok := sentinel[re.Code]; ok {
+			return fmt.Errorf("%w (holder %s: %s)", base, r.Holder, re.Message)
+		}
+		return fmt.Errorf("%w: holder %s refused: %s", ErrUnreachable, r.Holder, re.Message)
+	}
+	return fmt.Errorf("%w: holder %s at %s: %v", ErrUnreachable, r.Holder, addr, err)
+}
+
+func (s *Service) startPullOnce(ctx context.Context, r ref.Ref, token, reader string) (*peerlink.Body, peerlink.Answer, error) {
 	addr, err := s.peerAddr(r.Holder)
 	if err != nil {
-		return nil, err
+		return nil, peerlink.Answer{}, err
 	}
 	body, ans, err := s.link.Pull(ctx, addr, token, reader)
 	if err != nil {
-		var re *peerlink.RemoteError
-		if errors.As(err, &re) {
-			if base, ok := sentinel[re.Code]; ok {
-				return nil, fmt.Errorf("%w (holder %s: %s)", base, r.Holder, re.Message)
-			}
-			return nil, fmt.Errorf("%w: holder %s refused the pull: %s", ErrUnreachable, r.Holder, re.Message)
-		}
-		return nil, fmt.Errorf("%w: pull from holder %s at %s: %v", ErrUnreachable, r.Holder, addr, err)
+		return nil, ans, holderError(err, r, addr)
 	}
-	want := r.Checksum
-	if r.Deferred {
-		// The holder computed it from its sealed copy; the bytes are
-		// checked against it after their trip.
-		want = ans.Checksum
-	}
-	if ans.Size != r.Size || ans.Checksum != want {
+	sumOK := ans.Checksum == r.Checksum || r.Deferred || ans.Trailer
+	if ans.Size != r.Size || !sumOK {
 		body.Close()
-		return nil, fmt.Errorf("%w: holder %s announced %d bytes (crc32c %08x) for a reference to %d bytes (%s)", ErrChecksum, r.Holder, ans.Size, ans.Checksum, r.Size, r)
+		return nil, ans, fmt.Errorf("%w: holder %s announced %d bytes (crc32c %08x) for a reference to %d bytes (%s)", ErrChecksum, r.Holder, ans.Size, ans.Checksum, r.Size, r)
 	}
 	s.stats.Pulls.Add(1)
-	return &Payload{Ref: r, r: &verifying{r: &counting{r: body, n: &s.stats.PullBytes}, want: want, left: r.Size}, c: body}, nil
+	return body, ans, nil
 }
 
 type counting struct {

@@ -106,6 +106,7 @@ type Stats struct {
 	Served, ServedBytes atomic.Int64 // pulls this node answered
 	Pulls, PullBytes    atomic.Int64 // pulls this node made
 	Local               atomic.Int64 // opens answered from this node's own store
+	Taken               atomic.Int64 // reads this node accounted without sending bytes (take)
 	Refused             atomic.Int64 // opens or pulls refused (bad, expired, wrong reader, exhausted)
 	Adopted             atomic.Int64 // buffers taken over from a draining peer
 }
@@ -267,25 +268,48 @@ func (s *Service) sign(info buffer.Info, o Options, deferred bool) (string, erro
 // to unmap it.
 const sealWait = 10 * time.Second
 
-// checksum returns the CRC-32C of a held buffer: the store's when the
-// bytes arrived through it, else (a deferred checksum) computed once from
-// the sealed bytes and remembered until the buffer goes.
-func (s *Service) checksum(ctx context.Context, rd *buffer.Reader) (uint32, error) {
-	id := rd.Info().ID
-	s.mu.Lock()
-	sum, known := s.sums[id]
-	deferred := s.deferred[id]
-	s.mu.Unlock()
-	if !deferred {
-		return rd.Info().Checksum, nil
-	}
-	if known {
-		return sum, nil
-	}
+// fixed waits until a held buffer's content can no longer change: at once,
+// except for a memfd an instance handed over (Adopt without a checksum)
+// whose writer has not yet unmapped it. No byte of it leaves this node
+// before then, so a puller never gets bytes the sender can still change.
+func (s *Service) fixed(ctx context.Context, rd *buffer.Reader) error {
 	ctx, cancel := context.WithTimeout(ctx, sealWait)
 	defer cancel()
-	if err := rd.WaitSealed(ctx); err != nil {
+	return rd.WaitSealed(ctx)
+}
+
+// knownSum returns a held buffer's CRC-32C when it is known: the store's
+// when the bytes arrived through it, else (a deferred checksum) once a
+// pull or checksum computed it.
+func (s *Service) knownSum(rd *buffer.Reader) (uint32, bool) {
+	id := rd.Info().ID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.deferred[id] {
+		return rd.Info().Checksum, true
+	}
+	sum, ok := s.sums[id]
+	return sum, ok
+}
+
+// rememberSum keeps a deferred checksum once computed, until the buffer
+// goes (Sweep).
+func (s *Service) rememberSum(id buffer.ID, sum uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.deferred[id] {
+		s.sums[id] = sum
+	}
+}
+
+// checksum returns the CRC-32C of a held buffer whose content is fixed,
+// computing a deferred one in a pass over the bytes if no pull did yet.
+func (s *Service) checksum(ctx context.Context, rd *buffer.Reader) (uint32, error) {
+	if err := s.fixed(ctx, rd); err != nil {
 		return 0, err
+	}
+	if sum, ok := s.knownSum(rd); ok {
+		return sum, nil
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -293,11 +317,8 @@ func (s *Service) checksum(ctx context.Context, rd *buffer.Reader) (uint32, erro
 	if _, err := io.CopyBuffer(h, io.NewSectionReader(rd, 0, rd.Info().Size), *bp); err != nil {
 		return 0, err
 	}
-	sum = h.Sum32()
-	s.mu.Lock()
-	s.sums[id] = sum
-	s.mu.Unlock()
-	return sum, nil
+	s.rememberSum(rd.Info().ID, h.Sum32())
+	return h.Sum32(), nil
 }
 
 // Sweep frees expired buffers and forgets what this service kept about
@@ -419,10 +440,11 @@ func describe(err error, r ref.Ref) error {
 // when the checksum does not match, so that a damaged payload never reaches
 // a receiver as complete.
 type verifying struct {
-	r    io.Reader
-	want uint32
-	left int64
-	crc  uint32
+	r       io.Reader
+	want    uint32
+	trailer *peerlink.Body // when not nil, want is its Checksum at the end
+	left    int64
+	crc     uint32
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -438,8 +460,15 @@ func (v *verifying) Read(p []byte) (int, error) {
 	v.crc = crc32.Update(v.crc, castagnoli, p[:n])
 	v.left -= int64(n)
 	if v.left == 0 {
-		if v.crc != v.want {
-			return 0, fmt.Errorf("%w: got crc32c %08x, the reference says %08x; the payload was damaged in transit and was not delivered", ErrChecksum, v.crc, v.want)
+		if err != nil && err != io.EOF {
+			return 0, err // the trailer did not come: withhold the end
+		}
+		want := v.want
+		if v.trailer != nil {
+			want = v.trailer.Checksum()
+		}
+		if v.crc != want {
+			return 0, fmt.Errorf("%w: got crc32c %08x, the holder says %08x; the payload was damaged in transit and was not delivered", ErrChecksum, v.crc, want)
 		}
 		return n, nil
 	}

@@ -411,3 +411,46 @@ func TestDamageInTransitIsCaught(t *testing.T) {
 		t.Fatal("the damaged payload was delivered in full")
 	}
 }
+
+// TestFetchLandsAndChecks: Fetch lands a remote payload in the puller's
+// store (a descriptor to pass on), checked against the checksum the holder
+// computed while sending it; the holder remembers that checksum, and a
+// payload damaged on the way is refused and not kept.
+func TestFetchLandsAndChecks(t *testing.T) {
+	c := newCluster(t, 2, true, clock.Real{})
+	data := payload(3<<20 + 5)
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	tok, info, err := c.svcs[0].Adopt(f, int64(len(data)), nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.svcs[1].Fetch(context.Background(), tok, "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.File() == nil {
+		t.Fatal("a fetched payload has no descriptor to pass on")
+	}
+	if got := readAll(t, p); !bytes.Equal(got, data) {
+		t.Fatal("fetched payload damaged")
+	}
+	c.svcs[0].mu.Lock()
+	sum, known := c.svcs[0].sums[info.ID]
+	c.svcs[0].mu.Unlock()
+	if !known || sum != crc32.Checksum(data, castagnoli) {
+		t.Fatalf("holder remembers checksum %08x (known %v); want the payload's", sum, known)
+	}
+
+	// The second read travels through a link that flips a bit.
+	c.svcs[1].SetPeers(map[string]string{"n1-boot": flipProxy(t, c.addrs["n1-boot"], 1<<20)})
+	if _, err := c.svcs[1].Fetch(context.Background(), tok, "count"); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("damaged fetch: err = %v; want ErrChecksum", err)
+	}
+	if st := c.svcs[1].Store().Stats(); st.Buffers != 0 || st.MemoryBytes != 0 {
+		t.Fatalf("the damaged payload was kept: %+v", st)
+	}
+}
