@@ -190,7 +190,9 @@ func (p *put) begin() error {
 		return err
 	}
 	p.f = f
-	return nil
+	// A known size gets its pages in one call rather than one write at a
+	// time (the reservation above already counts them).
+	return memfd.Allocate(f, p.size)
 }
 
 // Write copies b into the buffer, reserving more memory first when the

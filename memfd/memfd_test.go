@@ -219,3 +219,31 @@ func TestNotSealable(t *testing.T) {
 		t.Fatalf("Seal(memfd without MFD_ALLOW_SEALING) = %v; want ErrNotSealable", err)
 	}
 }
+
+func TestAllocate(t *testing.T) {
+	f, err := Create("allocate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Allocate(f, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != 3<<20 {
+		t.Fatalf("size after Allocate = %v, %v; want %d", fi.Size(), err, 3<<20)
+	}
+	// Writes fill the allocated pages, and the bytes read back.
+	if _, err := f.Write([]byte("payload")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 8)
+	if _, err := f.ReadAt(got, 0); err != nil || string(got) != "payload\x00" {
+		t.Fatalf("ReadAt = %q, %v", got, err)
+	}
+	if err := Seal(f); err != nil {
+		t.Fatalf("Seal after Allocate: %v", err)
+	}
+	if err := Allocate(f, 0); err != nil {
+		t.Fatalf("Allocate(0) = %v; want a no-op", err)
+	}
+}
