@@ -36,7 +36,7 @@ type server struct {
 	host  string
 }
 
-func startServer(t *testing.T, cfg local.Config) *server {
+func startServer(t testing.TB, cfg local.Config) *server {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
