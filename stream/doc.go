@@ -28,6 +28,17 @@
 //
 // Any other word is malformed, as is any byte after the trailer.
 //
+// # Cost
+//
+// Next to a raw pipe, a stream adds a frame word per frame (sent with its
+// data in one writev, read with the previous frame's data in one readv)
+// and CRC-32C over every byte on both ends. The checksum is most of the
+// difference: with hash/crc32's SSE 4.2 loop it took more CPU than the
+// kernel's copies into and out of the pipe (BenchmarkProcPipe under
+// perf), so where the CPU has AVX-512 with VPCLMULQDQ the package folds
+// 256 bytes per round instead (internal/crc32c, about three times as fast
+// on 256 KiB frames).
+//
 // # Usage
 //
 // Producer:

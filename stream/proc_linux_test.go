@@ -22,6 +22,7 @@ const (
 	envRole   = "STREAM_BENCH_ROLE"   // send or recv
 	envChunks = "STREAM_BENCH_CHUNKS" // chunks of 256 KiB to move
 	envFramed = "STREAM_BENCH_FRAMED" // "1": through Writer and Reader
+	envShift  = "STREAM_BENCH_SHIFT"  // raw: bytes written before the chunks
 )
 
 func TestMain(m *testing.M) {
@@ -50,6 +51,10 @@ func child(role string) error {
 	buf := make([]byte, chunk)
 	switch role {
 	case "send":
+		shift, _ := strconv.Atoi(os.Getenv(envShift))
+		if _, err := f.Write(make([]byte, shift)); err != nil {
+			return err
+		}
 		var w io.Writer = f
 		var sw *Writer
 		if framed {
@@ -81,7 +86,8 @@ func child(role string) error {
 				return err
 			}
 		}
-		if got != int64(n)*chunk {
+		shift, _ := strconv.Atoi(os.Getenv(envShift))
+		if got != int64(n)*chunk+int64(shift) {
 			return fmt.Errorf("read %d bytes, want %d", got, int64(n)*chunk)
 		}
 		return nil
@@ -98,22 +104,24 @@ func BenchmarkProcPipe(b *testing.B) {
 	for _, v := range []struct {
 		name           string
 		framed, groups bool
+		shift          int
 	}{
-		{"raw", false, false},
-		{"stream", true, false},
-		{"raw/cgroup", false, true},
-		{"stream/cgroup", true, true},
+		{"raw", false, false, 0},
+		{"raw/shift=4", false, false, 4},
+		{"stream", true, false, 0},
+		{"raw/cgroup", false, true, 0},
+		{"stream/cgroup", true, true, 0},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			procPipe(b, v.framed, v.groups)
+			procPipe(b, v.framed, v.groups, v.shift)
 		})
 	}
 }
 
-func procPipe(b *testing.B, framed, groups bool) {
+func procPipe(b *testing.B, framed, groups bool, shift int) {
 	b.SetBytes(chunk)
 	r, w := pipe(b, 1<<20)
-	env := append(os.Environ(), envChunks+"="+strconv.Itoa(b.N), envFramed+"="+map[bool]string{true: "1"}[framed])
+	env := append(os.Environ(), envChunks+"="+strconv.Itoa(b.N), envFramed+"="+map[bool]string{true: "1"}[framed], envShift+"="+strconv.Itoa(shift))
 	var gos []io.WriteCloser
 	var cmds []*exec.Cmd
 	for _, c := range []struct {
