@@ -79,6 +79,11 @@ type Config struct {
 	S3Listen string
 	// NoStoreMount leaves the store unmounted (see mount.go).
 	NoStoreMount bool
+	// CSIEndpoint, if set, serves the CSI driver over the cluster store
+	// on this socket (unix:///path; "default": Dir/csi.sock). See csi.go.
+	CSIEndpoint string
+	// Version is the binary's version, as CSI reports it.
+	Version string
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -276,7 +281,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ctx = runCtx
 	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
 	local := &http.Server{Handler: a.localHandler("", ""), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
 	go a.serveWire()
@@ -293,6 +298,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopS3()
 	unmount := a.mountStore()
 	defer unmount()
+	if stopCSI, err := a.serveCSI(errc); err != nil {
+		errc <- err
+	} else if stopCSI != nil {
+		defer stopCSI()
+	}
 	go a.leases.run(runCtx)
 	go a.runs.sweep(runCtx)
 	a.log.Info("node agent serving", "addr", a.Addr(), "socket", a.SocketPath())
