@@ -1,11 +1,13 @@
 package fdpass
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -160,4 +162,124 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("error %v does not wrap ErrMalformed", err)
 		}
 	})
+}
+
+// connPair dials a real listening socket with Dial and wraps the accepted
+// end in a Conn too.
+func connPair(t *testing.T) (client, server *Conn) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fd.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := uc.File()
+	uc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server, err = NewConn(f); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func TestConnExchange(t *testing.T) {
+	client, server := connPair(t)
+	f, err := os.CreateTemp(t.TempDir(), "payload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("through a Conn"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // buffers are reused across messages
+		if err := client.Send(Request{Op: "put", Size: int64(i), Readers: []string{"r"}}, f); err != nil {
+			t.Fatal(err)
+		}
+		var req Request
+		g, err := server.Recv(&req)
+		if err != nil || g == nil || req.Size != int64(i) || req.Readers[0] != "r" {
+			t.Fatalf("round %d: Recv = %v, %v, %+v", i, g, err, req)
+		}
+		b := make([]byte, 14)
+		if _, err := g.ReadAt(b, 0); err != nil || string(b) != "through a Conn" {
+			t.Fatalf("read through the passed descriptor: %q, %v", b, err)
+		}
+		g.Close()
+		if err := server.Send(Response{Ref: "hr1.x"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var resp Response
+		if g, err := client.Recv(&resp); err != nil || g != nil || resp.Ref != "hr1.x" {
+			t.Fatalf("round %d: answer %v, %v, %+v", i, g, err, resp)
+		}
+	}
+}
+
+func TestConnTooLongRefused(t *testing.T) {
+	client, server := connPair(t)
+	long := Request{Op: "get", Ref: strings.Repeat("x", MaxMessage)}
+	if err := client.Send(long, nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Send of a message over MaxMessage: %v; want ErrMalformed", err)
+	}
+	// A peer that sends one anyway is refused on the other side.
+	b, _ := json.Marshal(long)
+	if err := syscall.Sendmsg(int(client.File().Fd()), b, nil, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	var req Request
+	if _, err := server.Recv(&req); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Recv of a message over MaxMessage: %v; want ErrMalformed", err)
+	}
+}
+
+func TestConnShutdownUnblocksRecv(t *testing.T) {
+	client, _ := connPair(t)
+	done := make(chan error, 1)
+	go func() {
+		var resp Response
+		_, err := client.Recv(&resp)
+		done <- err
+	}()
+	if err := client.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("Recv after Shutdown: %v; want io.EOF", err)
+	}
+	if err := client.Send(Request{Op: "get"}, nil); err == nil {
+		t.Fatal("Send after Shutdown succeeded")
+	}
+}
+
+func TestConnPeerClosed(t *testing.T) {
+	client, server := connPair(t)
+	client.Shutdown()
+	var req Request
+	if _, err := server.Recv(&req); !errors.Is(err, io.EOF) {
+		t.Fatalf("Recv after the peer hung up: %v; want io.EOF", err)
+	}
+}
+
+func TestNewConnRefusesAStream(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	if _, err := NewConn(os.NewFile(uintptr(fds[0]), "stream")); err == nil {
+		t.Fatal("NewConn took a stream socket")
+	}
 }
