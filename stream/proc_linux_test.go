@@ -95,33 +95,69 @@ func child(role string) error {
 	return fmt.Errorf("unknown role %q", role)
 }
 
+// procCase is one way of moving the chunks between the two processes.
+type procCase struct {
+	name   string
+	framed bool     // through Writer and Reader
+	groups bool     // each child in a memory cgroup of its own
+	shift  int      // raw: bytes written before the chunks
+	tcp    bool     // a loopback TCP connection instead of a pipe
+	env    []string // more for both children
+}
+
 // BenchmarkProcPipe moves b.N chunks of 256 KiB from a producer process to
 // a consumer process through a 1 MiB pipe: raw, and framed by Writer and
-// Reader; each outside any memory cgroup of its own and inside one made as
-// the supervisor makes an instance's (so the pipe's pages are charged to
-// the producer's group).
+// Reader; with hash/crc32's checksum instead of the package's; with the
+// data off page alignment in the pipe (as the frame words put it); each
+// outside any memory cgroup of its own and inside one made as the
+// supervisor makes an instance's (so the pipe's pages are charged to the
+// producer's group and freed by the consumer's).
 func BenchmarkProcPipe(b *testing.B) {
-	for _, v := range []struct {
-		name           string
-		framed, groups bool
-		shift          int
-	}{
-		{"raw", false, false, 0},
-		{"raw/shift=4", false, false, 4},
-		{"stream", true, false, 0},
-		{"raw/cgroup", false, true, 0},
-		{"stream/cgroup", true, true, 0},
+	stdlib := []string{"HANDOFF_CRC32C=stdlib"}
+	for _, v := range []procCase{
+		{name: "raw"},
+		{name: "raw/shift=4", shift: 4},
+		{name: "stream", framed: true},
+		{name: "stream/stdlib-crc", framed: true, env: stdlib},
+		{name: "raw/cgroup", groups: true},
+		{name: "stream/cgroup", framed: true, groups: true},
 	} {
-		b.Run(v.name, func(b *testing.B) {
-			procPipe(b, v.framed, v.groups, v.shift)
-		})
+		b.Run(v.name, func(b *testing.B) { procPipe(b, v) })
 	}
 }
 
-func procPipe(b *testing.B, framed, groups bool, shift int) {
+// BenchmarkProcTCP is BenchmarkProcPipe over loopback TCP, as a stream
+// between two nodes goes once the node agents hand the socket to the
+// instances.
+func BenchmarkProcTCP(b *testing.B) {
+	for _, v := range []procCase{
+		{name: "raw", tcp: true},
+		{name: "stream", tcp: true, framed: true},
+		{name: "stream/stdlib-crc", tcp: true, framed: true, env: []string{"HANDOFF_CRC32C=stdlib"}},
+	} {
+		b.Run(v.name, func(b *testing.B) { procPipe(b, v) })
+	}
+}
+
+func procPipe(b *testing.B, v procCase) {
 	b.SetBytes(chunk)
-	r, w := pipe(b, 1<<20)
-	env := append(os.Environ(), envChunks+"="+strconv.Itoa(b.N), envFramed+"="+map[bool]string{true: "1"}[framed], envShift+"="+strconv.Itoa(shift))
+	var r, w *os.File
+	if v.tcp {
+		a, c := tcpPair(b)
+		var err error
+		if w, err = a.File(); err != nil {
+			b.Fatal(err)
+		}
+		if r, err = c.File(); err != nil {
+			b.Fatal(err)
+		}
+		a.Close()
+		c.Close()
+	} else {
+		r, w = pipe(b, 1<<20)
+	}
+	env := append(os.Environ(), envChunks+"="+strconv.Itoa(b.N), envFramed+"="+map[bool]string{true: "1"}[v.framed], envShift+"="+strconv.Itoa(v.shift))
+	env = append(env, v.env...)
 	var gos []io.WriteCloser
 	var cmds []*exec.Cmd
 	for _, c := range []struct {
@@ -129,7 +165,7 @@ func procPipe(b *testing.B, framed, groups bool, shift int) {
 		end  *os.File
 	}{{"recv", r}, {"send", w}} {
 		var g *cgroup.Group
-		if groups {
+		if v.groups {
 			parent := fmt.Sprintf("handoff-stream-bench/%d", os.Getpid())
 			var err error
 			if g, err = cgroup.New(parent, c.role, 256<<20); err != nil {
