@@ -24,6 +24,19 @@ import (
 // lost and the error says so.
 func (s *Service) Handoff(ctx context.Context) (int, error) {
 	s.draining.Store(true)
+	// Copies of payloads held elsewhere (broadcast) are not this node's to
+	// hand over: their holders still have them.
+	s.mu.Lock()
+	copies := s.copies
+	s.copies = map[string]*localCopy{}
+	s.mu.Unlock()
+	for key, c := range copies {
+		select {
+		case <-c.ready:
+			s.forget(key, c)
+		case <-ctx.Done(): // its pull fails as the node goes
+		}
+	}
 	infos := s.cfg.Store.List()
 	if len(infos) == 0 {
 		return 0, nil

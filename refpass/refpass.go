@@ -11,6 +11,10 @@
 // expiry, that the pulling member speaks for an allowed reader, and the
 // read count, which it keeps itself.
 //
+// A reference that allows several reads (broadcast) is pulled to each
+// reading node once: the node keeps a copy and serves further reads from
+// it, each after the holder accounted it (fetch.go).
+//
 // Every node of a cluster holds the same signing keys, so a receiving node
 // refuses a forged or expired reference without asking the holder, and a
 // peer that adopts a draining node's buffers can serve the references that
@@ -98,6 +102,8 @@ type Service struct {
 	aliases  map[string]bool      // holders whose buffers this node adopted
 	deferred map[buffer.ID]bool   // buffers whose checksum is computed on first need
 	sums     map[buffer.ID]uint32 // those computed so far
+	copies   map[string]*localCopy // holder/buffer → this node's copy (fetch.go)
+	copyIDs  map[buffer.ID]bool    // the store's buffers that are such copies
 }
 
 // Stats are counters for metrics; read them with Snapshot.
@@ -107,6 +113,7 @@ type Stats struct {
 	Pulls, PullBytes    atomic.Int64 // pulls this node made
 	Local               atomic.Int64 // opens answered from this node's own store
 	Taken               atomic.Int64 // reads this node accounted without sending bytes (take)
+	Copied              atomic.Int64 // reads served from this node's copy of a payload held elsewhere
 	Refused             atomic.Int64 // opens or pulls refused (bad, expired, wrong reader, exhausted)
 	Adopted             atomic.Int64 // buffers taken over from a draining peer
 }
@@ -132,6 +139,8 @@ func New(cfg Config) (*Service, error) {
 		aliases:  map[string]bool{},
 		deferred: map[buffer.ID]bool{},
 		sums:     map[buffer.ID]uint32{},
+		copies:   map[string]*localCopy{},
+		copyIDs:  map[buffer.ID]bool{},
 	}
 	if cfg.Member != nil {
 		s.link = &peerlink.Client{TLS: cfg.Member.ClientConfig(""), Clear: cfg.Clear}
@@ -339,6 +348,23 @@ func (s *Service) Sweep() {
 			s.mu.Unlock()
 		}
 	}
+	// Copies the store freed (last read, expiry) leave the directory.
+	s.mu.Lock()
+	copies := make(map[string]*localCopy, len(s.copies))
+	for key, c := range s.copies {
+		copies[key] = c
+	}
+	s.mu.Unlock()
+	for key, c := range copies {
+		select {
+		case <-c.ready:
+		default:
+			continue // still pulling
+		}
+		if _, err := s.cfg.Store.Stat(c.id); errors.Is(err, buffer.ErrNotFound) {
+			s.forget(key, c)
+		}
+	}
 }
 
 // Payload is one read of a referenced payload. Read it to EOF, then Close.
@@ -385,6 +411,9 @@ func (s *Service) Open(ctx context.Context, token, reader string) (*Payload, err
 	}
 	if s.holds(r.Holder) {
 		return s.openLocal(r)
+	}
+	if r.Reads > 1 {
+		return s.openShared(ctx, r, token, reader) // broadcast: see fetch.go
 	}
 	return s.pull(ctx, r, token, reader)
 }

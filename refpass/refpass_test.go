@@ -424,6 +424,7 @@ func TestFetchLandsAndChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Write(data)
+	// Two reads: the holder keeps the buffer, and its checksum, after one.
 	tok, info, err := c.svcs[0].Adopt(f, int64(len(data)), nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -445,12 +446,117 @@ func TestFetchLandsAndChecks(t *testing.T) {
 		t.Fatalf("holder remembers checksum %08x (known %v); want the payload's", sum, known)
 	}
 
-	// The second read travels through a link that flips a bit.
+	// Another payload travels through a link that flips a bit.
+	tok, _, err = c.svcs[0].Put(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Issuer: "split", Readers: []string{"count"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.svcs[1].SetPeers(map[string]string{"n1-boot": flipProxy(t, c.addrs["n1-boot"], 1<<20)})
+	before := c.svcs[1].Store().Stats()
 	if _, err := c.svcs[1].Fetch(context.Background(), tok, "count"); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("damaged fetch: err = %v; want ErrChecksum", err)
 	}
+	if st := c.svcs[1].Store().Stats(); st.Buffers != before.Buffers || st.MemoryBytes != before.MemoryBytes {
+		t.Fatalf("the damaged payload was kept: %+v, before %+v", st, before)
+	}
+}
+
+// TestBroadcastPullsOncePerNode: a reference with several reads, read by
+// receivers on one node, is pulled there once and served from that node's
+// copy; the holder still counts every read (takes), refuses reads past the
+// budget and wrong readers, and the copy goes with the last read.
+func TestBroadcastPullsOncePerNode(t *testing.T) {
+	c := newCluster(t, 3, true, clock.Real{})
+	holder, near, far := c.svcs[0], c.svcs[1], c.svcs[2]
+	data := payload(4<<20 + 1)
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	tok, _, err := holder.Adopt(f, int64(len(data)), nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four receivers on one node at once, by Fetch (map) and Open (stream).
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			open := near.Fetch
+			if i%2 == 1 {
+				open = near.Open
+			}
+			p, err := open(context.Background(), tok, "count")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer p.Close()
+			got, err := io.ReadAll(p)
+			if err == nil && !bytes.Equal(got, data) {
+				err = errors.New("payload damaged")
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := holder.Stats().Served.Load(); got != 1 {
+		t.Fatalf("the holder served %d pulls to one node; want 1", got)
+	}
+	if got := holder.Stats().Taken.Load(); got != 3 {
+		t.Fatalf("the holder took %d reads without bytes; want 3", got)
+	}
+	if _, err := near.Fetch(context.Background(), tok, "intruder"); !errors.Is(err, ref.ErrWrongReader) {
+		t.Fatalf("wrong reader on a node with a copy: err = %v", err)
+	}
+	// The fifth read, on another node, pulls; the holder frees the buffer.
+	if got := readAll(t, mustOpen(t, far, tok, "count")); !bytes.Equal(got, data) {
+		t.Fatal("the last read damaged")
+	}
+	if st := holder.Store().Stats(); st.Buffers != 0 {
+		t.Fatalf("the holder keeps %d buffers after the last read", st.Buffers)
+	}
+	// A sixth read is refused, also where a copy was kept, and the copy goes.
+	_, err = near.Fetch(context.Background(), tok, "count")
+	if !errors.Is(err, buffer.ErrNotFound) && !errors.Is(err, ref.ErrExhausted) {
+		t.Fatalf("read past the budget: err = %v; want gone or exhausted", err)
+	}
+	if st := near.Store().Stats(); st.Buffers != 0 || st.MemoryBytes != 0 {
+		t.Fatalf("the reading node keeps its copy after the budget ran out: %+v", st)
+	}
+	near.mu.Lock()
+	left := len(near.copies) + len(near.copyIDs)
+	near.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d copy records left", left)
+	}
+}
+
+// TestBroadcastCopyFreedWithLastRead: a node that takes every read frees
+// its copy with the last one, without asking again.
+func TestBroadcastCopyFreedWithLastRead(t *testing.T) {
+	c := newCluster(t, 2, true, clock.Real{})
+	data := payload(1 << 20)
+	tok, _, err := c.svcs[0].Put(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Issuer: "split", Readers: []string{"count"}, Reads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if got := readAll(t, mustOpen(t, c.svcs[1], tok, "count")); !bytes.Equal(got, data) {
+			t.Fatalf("read %d damaged", i)
+		}
+	}
 	if st := c.svcs[1].Store().Stats(); st.Buffers != 0 || st.MemoryBytes != 0 {
-		t.Fatalf("the damaged payload was kept: %+v", st)
+		t.Fatalf("the copy outlived the last read: %+v", st)
+	}
+	if got := c.svcs[1].Stats().Copied.Load(); got != 2 {
+		t.Fatalf("%d reads served from the copy; want 2", got)
+	}
+	if _, err := c.svcs[1].Open(context.Background(), tok, "count"); err == nil {
+		t.Fatal("a fourth read was served")
 	}
 }
