@@ -97,11 +97,11 @@ type Service struct {
 
 	link *peerlink.Client // nil without a cluster identity
 
-	mu       sync.Mutex           // guards all following fields
-	peers    map[string]string    // holder → peer address (host:port)
-	aliases  map[string]bool      // holders whose buffers this node adopted
-	deferred map[buffer.ID]bool   // buffers whose checksum is computed on first need
-	sums     map[buffer.ID]uint32 // those computed so far
+	mu       sync.Mutex            // guards all following fields
+	peers    map[string]string     // holder → peer address (host:port)
+	aliases  map[string]bool       // holders whose buffers this node adopted
+	deferred map[buffer.ID]bool    // buffers whose checksum is computed on first need
+	sums     map[buffer.ID]uint32  // those computed so far
 	copies   map[string]*localCopy // holder/buffer → this node's copy (fetch.go)
 	copyIDs  map[buffer.ID]bool    // the store's buffers that are such copies
 }
