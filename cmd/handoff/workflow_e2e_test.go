@@ -224,6 +224,26 @@ edges:
 				t.Errorf("%d objects of the ended run are left in the store", n)
 			}
 		}},
+		{"gather through the store", `name: wf-gather
+stages:
+  - {name: gen, function: stagefn, parallelism: 5, params: {role: gen, bytes: "20000"}}
+  - {name: sum, function: stagefn, params: {role: sum}}
+edges:
+  - {from: gen, to: sum, pattern: merge, mode: store}
+`, func(t *testing.T, r api.Run, res map[string]sumResult) {
+			// Many small outputs, each an object in the run's bucket,
+			// gathered by one consumer.
+			s := res["sum-0"]
+			if len(s.Parts) != 5 || s.Bytes < 5*(20000-200) || s.Bytes > 5*20000 {
+				t.Errorf("gather: %+v; want 5 parts of ~20000 bytes", s)
+			}
+			if e := r.Edges[0]; e.Mode != "store" {
+				t.Errorf("edge ran %s, want store", e.Mode)
+			}
+			if n := storeObjects(t, p, "handoff-runs"); n != 0 {
+				t.Errorf("%d objects of the ended run are left in the store", n)
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runWorkflow(t, p.Client, tc.yaml)
