@@ -112,9 +112,17 @@ var errNoCopy = errors.New("refpass: local copy gone")
 func (s *Service) openShared(ctx context.Context, r ref.Ref, token, reader string) (*Payload, error) {
 	key := r.Holder + "/" + buffer.ID(r.Buffer).String()
 	for attempt := 0; ; attempt++ {
+		if attempt >= 3 {
+			// Copies keep vanishing under this reader: pull its read alone.
+			info, _, err := s.land(ctx, r, token, reader, false)
+			if err != nil {
+				return nil, err
+			}
+			return s.openCopy(r, info.ID)
+		}
 		s.mu.Lock()
 		c := s.copies[key]
-		if c == nil || attempt >= 3 {
+		if c == nil {
 			c = &localCopy{ready: make(chan struct{})}
 			s.copies[key] = c
 			s.mu.Unlock()
