@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/handoff-dev/handoff/cgroup"
@@ -210,5 +211,10 @@ func procPipe(b *testing.B, v procCase) {
 		st := cmd.ProcessState
 		b.ReportMetric(float64(st.UserTime().Nanoseconds())/float64(b.N), role+"-user-ns/op")
 		b.ReportMetric(float64(st.SystemTime().Nanoseconds())/float64(b.N), role+"-sys-ns/op")
+		// Waits per chunk: how often a side found the pipe empty (full)
+		// and slept until the other side woke it.
+		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+			b.ReportMetric(float64(ru.Nvcsw)/float64(b.N), role+"-waits/op")
+		}
 	}
 }
