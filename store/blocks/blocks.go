@@ -60,6 +60,7 @@ type Stats struct {
 	SpilledBlocks int   // blocks in spill files
 	SpilledBytes  int64 // bytes in spill files
 	DiskBudget    int64 // Config.Disk (0: no limit)
+	FreeBytes     int64 // deleted blocks' memory kept for Alloc
 
 	Puts           uint64 // blocks put
 	Spills         uint64 // of which went to disk
@@ -338,6 +339,7 @@ func (s *Store) Stats() Stats {
 	st.SpilledBytes = s.tiers.diskUsed
 	st.MemoryBudget = s.cfg.Memory
 	st.DiskBudget = s.cfg.Disk
+	st.FreeBytes = int64(len(s.free)) * int64(s.cfg.poolCap)
 	return st
 }
 
