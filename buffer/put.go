@@ -41,8 +41,9 @@ var errNoRoom = errors.New("buffer: no room in the memory budget")
 
 // Put reads a payload from r into a new buffer and returns its Info.
 //
-// A size >= 0 is the exact length: the memory is reserved up front, and a
-// reader yielding more or fewer bytes fails with ErrSize. A size of -1
+// A size >= 0 is the exact length: the memory is reserved and allocated
+// (fallocate) up front, and a reader yielding more or fewer bytes fails
+// with ErrSize. A size of -1
 // means unknown: memory is reserved in steps as bytes arrive, and when the
 // budget runs out midway, what was written moves to a spill file (one
 // copy) and the Put continues there.
