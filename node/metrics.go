@@ -118,6 +118,8 @@ func (m *metrics) watchRefs(s *refpass.Service) {
 		counter("handoff_node_ref_pulls_total", "Pulls this node made from other members.", func() float64 { return float64(st.Pulls.Load()) }),
 		counter("handoff_node_ref_pulled_bytes_total", "Bytes this node pulled from other members.", func() float64 { return float64(st.PullBytes.Load()) }),
 		counter("handoff_node_ref_refusals_total", "Opens and pulls refused: forged, expired, wrong reader, exhausted, gone.", func() float64 { return float64(st.Refused.Load()) }),
+		counter("handoff_node_ref_reads_taken_total", "Reads other members took from this node without the bytes (they serve their copy).", func() float64 { return float64(st.Taken.Load()) }),
+		counter("handoff_node_ref_copy_reads_total", "Reads served from this node's copy of a payload held elsewhere (broadcast).", func() float64 { return float64(st.Copied.Load()) }),
 		counter("handoff_node_buffers_adopted_total", "Buffers taken over from draining members.", func() float64 { return float64(st.Adopted.Load()) }),
 	)
 }
