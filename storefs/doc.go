@@ -30,9 +30,9 @@
 // # Reading
 //
 // Open snapshots the object (Head) and reads that version. Sequential
-// reads go through a read-ahead buffer of 1 MiB chunks that one goroutine
-// fills Options.ReadAhead (8 MiB) ahead of the reader from a single
-// streaming Get; the kernel is told to read ahead as far, in requests of
+// reads go through a read-ahead buffer of 1 MiB chunks, recycled from
+// reader to reader, that one goroutine fills Options.ReadAhead (8 MiB)
+// ahead of the reader from a single streaming Get; the kernel is told to read ahead as far, in requests of
 // up to 1 MiB. Other reads are one ranged Get each. If the object is
 // replaced or deleted while it is open, reads fail with ESTALE rather
 // than mix versions. Reads bypass the kernel's page cache by default

@@ -5,13 +5,15 @@
 // store/metarpc) and blocks spread over node agents (package store/spread).
 //
 // A Put cuts the body into blocks of Config.BlockSize (1 MiB by default)
-// as it arrives, hashing it with MD5 for the ETag, and records the object
-// only once every block is stored: a failed or short body leaves nothing
-// behind, and a replaced object's blocks are freed after the new one is
-// recorded. A Get streams the blocks of the selected range, each checked
-// against its CRC-32C before any of its bytes leave; a reader pins its
-// blocks, so a concurrent delete or replace frees them only when the
-// reader closes.
+// as it arrives, into recycled block memory (Blocks.Alloc), while a
+// goroutine hashes the blocks with MD5 for the ETag, and records the
+// object only once every block is stored: a failed or short body leaves
+// nothing behind, and a replaced object's blocks are freed after the new
+// one is recorded. A Get streams the blocks of the selected range, each
+// checked against its CRC-32C before any of its bytes leave, a block in
+// this node's memory in place (Blocks.View) and up to four of the next
+// ones fetched ahead in parallel; a reader pins its blocks, so a
+// concurrent delete or replace frees them only when the reader closes.
 //
 // Metadata outlives the node agent, blocks do not: with its own metadata,
 // Open drops the objects whose blocks are gone and the unfinished uploads,
