@@ -48,6 +48,7 @@ type fileHandler struct {
 	payloads map[string][]byte
 	// unsummed leaves the checksum to a trailer when the puller takes one.
 	unsummed bool
+	wait     func(context.Context) error // Pulled.Wait of unsummed pulls
 
 	mu      sync.Mutex
 	adopted map[string][]byte
@@ -78,7 +79,7 @@ func (h *fileHandler) Pull(ctx context.Context, req Request) (Pulled, error) {
 	f.Seek(0, io.SeekStart)
 	pd := Pulled{Payload: filePayload{f}, Size: int64(len(b)), Checksum: 42, ReadsLeft: 7}
 	if h.unsummed && req.Trailer {
-		pd.Checksum, pd.Unsummed = 0, true
+		pd.Checksum, pd.Unsummed, pd.Wait = 0, true, h.wait
 		pd.Summed = func(sum uint32) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -233,6 +234,26 @@ func TestPullWithTrailer(t *testing.T) {
 			t.Fatalf("%d idle connections after sequential pulls; want 1 reused", idle)
 		}
 		c.CloseIdle("")
+	}
+}
+
+// TestPullWaitFailureCutsThePayload: a payload that does not become ready
+// after its answer went out reaches the puller as cut short, never as
+// complete.
+func TestPullWaitFailureCutsThePayload(t *testing.T) {
+	ms := members(t, "n1", "n2")
+	h := &fileHandler{t: t, payloads: map[string][]byte{"r1": random(t, 1<<20)}, unsummed: true,
+		wait: func(context.Context) error { return errors.New("writer never unmapped") }}
+	addr, _ := serve(t, ms[0], h, true)
+	c := &Client{TLS: ms[1].ClientConfig(""), Clear: true}
+	defer c.CloseIdle("")
+	body, _, err := c.Pull(context.Background(), addr, "r1", "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	if got, err := io.ReadAll(body); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("read %d bytes, err %v; want the payload cut short", len(got), err)
 	}
 }
 

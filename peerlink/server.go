@@ -35,6 +35,12 @@ type Pulled struct {
 	Summed   func(checksum uint32)
 	// ReadsLeft is how many reads the reference allows after this one.
 	ReadsLeft uint32
+	// Wait, when not nil, is called after the answer went out and before
+	// the first byte (only with Unsummed, whose answer needs no fixed
+	// content): the puller prepares for the bytes, such as allocating
+	// their memory, while the holder waits for them to be fixed. An error
+	// drops the connection, which the puller sees as a payload cut short.
+	Wait func(ctx context.Context) error
 }
 
 // Handler answers requests on the holder's side.
@@ -199,6 +205,12 @@ func (s *Server) pull(tc *tls.Conn, raw net.Conn, req Request) bool {
 		dst = raw
 	}
 	if pd.Unsummed {
+		if pd.Wait != nil {
+			if err := pd.Wait(context.Background()); err != nil {
+				s.logger().Warn("pull dropped: its payload did not become ready", "err", err)
+				return false
+			}
+		}
 		sum, err := sendSummed(dst, p, size)
 		if err != nil {
 			// The puller sees the payload cut short (or the cause, when

@@ -101,15 +101,14 @@ func (h holder) Pull(ctx context.Context, req peerlink.Request) (peerlink.Pulled
 		return peerlink.Pulled{}, err
 	}
 	pd := peerlink.Pulled{Payload: p, Size: p.Ref.Size, ReadsLeft: p.rd.Info().ReadsLeft}
-	if err := s.fixed(ctx, p.rd); err != nil {
-		p.Close()
-		return peerlink.Pulled{}, err
-	}
 	if sum, ok := s.knownSum(p.rd); ok {
-		pd.Checksum = sum
+		pd.Checksum = sum // the content was fixed when the sum was taken
 	} else if req.Trailer {
+		// The answer goes out at once, and the puller allocates its copy
+		// while the sender's unmap and the write seal finish here.
 		id := p.rd.Info().ID
 		pd.Unsummed = true
+		pd.Wait = func(ctx context.Context) error { return s.fixed(ctx, p.rd) }
 		pd.Summed = func(sum uint32) { s.rememberSum(id, sum) }
 	} else if pd.Checksum, err = s.checksum(ctx, p.rd); err != nil {
 		p.Close()

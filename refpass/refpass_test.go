@@ -560,3 +560,56 @@ func TestBroadcastCopyFreedWithLastRead(t *testing.T) {
 		t.Fatal("a fourth read was served")
 	}
 }
+
+// TestPullWaitsForTheWriter: a memfd handed over while its writer still
+// maps it is sent only once the writer unmapped it, so the puller gets the
+// bytes as they were at the unmap, never bytes the writer could still
+// change, whenever the pull started.
+func TestPullWaitsForTheWriter(t *testing.T) {
+	c := newCluster(t, 2, true, clock.Real{})
+	const size = 2 << 20
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	m, err := memfd.Map(f, size, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(m, payload(size))
+	tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := c.svcs[1].Fetch(context.Background(), tok, "count")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer p.Close()
+		b, err := io.ReadAll(p)
+		done <- result{b, err}
+	}()
+	// The writer's last change, then its unmap.
+	final := payload(size)
+	copy(m, final)
+	if err := memfd.Unmap(m); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Equal(r.b, final) {
+		t.Fatal("the puller got bytes other than the ones fixed at the writer's unmap")
+	}
+}
