@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/handoff-dev/handoff/fdpass"
@@ -71,32 +72,78 @@ func (a *Agent) handleGetRef(w http.ResponseWriter, r *http.Request, caller stri
 // a seqpacket socket of its own (package fdpass): "put" adopts a memfd the
 // instance filled, "get" hands the instance a descriptor of a payload. Same
 // node, no copy: 1 GiB changes hands in microseconds.
+//
+// Each connection is served by a goroutine waiting in a blocking recvmsg
+// (fdpass.Conn), so a request wakes its thread directly rather than
+// through the runtime's poller: the wake-up is most of an exchange. The
+// cost is a thread per open connection (the SDK keeps a few per instance);
+// stop ends them all.
 func (a *Agent) fdSocket(path, caller, instance string) (stop func(), err error) {
 	_ = os.Remove(path)
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("descriptor socket for %s: %w", caller, err)
 	}
+	var mu sync.Mutex // guards conns and stopped
+	conns := map[*fdpass.Conn]bool{}
+	stopped := false
 	go func() {
 		for {
-			c, err := ln.AcceptUnix()
+			uc, err := ln.AcceptUnix()
 			if err != nil {
 				return
 			}
-			go a.serveFD(c, caller, instance)
+			f, err := uc.File() // a blocking duplicate, for fdpass.Conn
+			uc.Close()
+			if err != nil {
+				a.log.Warn("descriptor socket: taking a connection", "function", caller, "err", err)
+				continue
+			}
+			c, err := fdpass.NewConn(f)
+			if err != nil {
+				a.log.Warn("descriptor socket: taking a connection", "function", caller, "err", err)
+				continue
+			}
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns[c] = true
+			mu.Unlock()
+			go func() {
+				a.serveFD(c, caller, instance)
+				// Leave the set before closing, so that stop never shuts
+				// down a descriptor number already reused.
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+			}()
 		}
 	}()
-	return func() { ln.Close(); os.Remove(path) }, nil
+	return func() {
+		ln.Close()
+		os.Remove(path)
+		mu.Lock()
+		stopped = true
+		for c := range conns {
+			c.Shutdown() // its goroutine's Recv returns io.EOF
+		}
+		mu.Unlock()
+	}, nil
 }
 
-func (a *Agent) serveFD(c *net.UnixConn, caller, instance string) {
-	defer c.Close()
+// serveFD answers c's requests, one at a time, until the instance hangs up
+// or sends something malformed.
+func (a *Agent) serveFD(c *fdpass.Conn, caller, instance string) {
 	for {
 		var req fdpass.Request
-		f, err := fdpass.Recv(c, &req)
+		f, err := c.Recv(&req)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				_ = fdpass.Send(c, fdResponse(err), nil)
+			if !errors.Is(err, io.EOF) {
+				_ = c.Send(fdResponse(err), nil)
 			}
 			return
 		}
@@ -110,7 +157,7 @@ func (a *Agent) serveFD(c *net.UnixConn, caller, instance string) {
 		} else {
 			resp, out = a.fdRequest(req, f, caller)
 		}
-		err = fdpass.Send(c, resp, out)
+		err = c.Send(resp, out)
 		if out != nil {
 			out.Close()
 		}
