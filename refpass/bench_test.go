@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/handoff-dev/handoff/clock"
 	"github.com/handoff-dev/handoff/memfd"
 )
@@ -24,6 +26,9 @@ import (
 //     hands over), pulled into the puller's own store with Fetch, as
 //     sdk.Map's pull does: the holder checksums on this first pull, the
 //     puller verifies and keeps the bytes in a memfd it can pass on.
+//   - fetchlive: fetch while the sender still maps the memfd and unmaps
+//     it in the background as the pull starts, as sdk.Buffer.Share does: the
+//     holder sends once the unmap and the write seal are done.
 //   - openput: the same landed by streaming Open into Put, as the node
 //     agent did before Fetch (for comparison).
 func BenchmarkPullVsTCP(b *testing.B) {
@@ -33,6 +38,7 @@ func BenchmarkPullVsTCP(b *testing.B) {
 		b.Run("stream/"+name, func(b *testing.B) { benchStream(b, size) })
 		b.Run("openput/"+name, func(b *testing.B) { benchLand(b, size, openPut) })
 		b.Run("fetch/"+name, func(b *testing.B) { benchLand(b, size, fetch) })
+		b.Run("fetchlive/"+name, func(b *testing.B) { benchLive(b, size) })
 	}
 }
 
@@ -120,6 +126,42 @@ func benchLand(b *testing.B, size int64, land func(*Service, string, string) (*P
 			b.Fatal("a landed payload has no descriptor")
 		}
 		p.Close()
+	}
+}
+
+func benchLive(b *testing.B, size int64) {
+	c := newCluster(b, 2, true, clock.Real{})
+	src := benchSource(b, size)
+	b.SetBytes(size)
+	for b.Loop() {
+		b.StopTimer()
+		f, err := memfd.Create("bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(f, io.NewSectionReader(src, 0, size)); err != nil {
+			b.Fatal(err)
+		}
+		// Every page mapped writable, as after a producer filled it.
+		m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		unmapped := make(chan error, 1)
+		go func() { unmapped <- memfd.Unmap(m) }()
+		p, err := c.svcs[1].Fetch(context.Background(), tok, "count")
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+		if err := <-unmapped; err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
