@@ -132,18 +132,55 @@ func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 			return nil, r.f.fail("read", r.info.Bucket, r.info.Key, c.err)
 		}
 	}
-	// Copy into dest (go-fuse's own reply buffer) rather than hand the
-	// kernel the chunk's bytes: go-fuse may report a reply Done before it
-	// writes it (with splicing off), so a recycled chunk could change
-	// under it.
+	res := &chunksResult{r: r, cs: cs, n: int(n)}
 	done := int64(0)
 	for i, c := range cs {
 		start := max(off+done-(first+int64(i))*chunkSize, 0)
-		done += int64(copy(dest[done:n], c.data[start:]))
+		v := c.data[start:min(int64(len(c.data)), start+n-done)]
+		res.vecs = append(res.vecs, v)
+		done += int64(len(v))
 	}
-	r.unref(cs)
-	return fuse.ReadResultData(dest[:n]), 0
+	return res, 0
 }
+
+// chunksResult hands the kernel the chunks' bytes without a copy, the
+// reply written from them with one writev, and holds the read's
+// references on the chunks until go-fuse is Done with them.
+//
+// Slices is what makes go-fuse write the reply from the slices and call
+// Done only after the write; where it takes Bytes instead (another
+// platform, another path) Bytes copies into go-fuse's buffer, since
+// go-fuse may then call Done before it writes.
+type chunksResult struct {
+	r    *reader
+	cs   []*chunk
+	vecs [][]byte
+	n    int
+	once sync.Once
+}
+
+// The method set go-fuse's (unexported) withSlice interface asks for.
+var _ interface {
+	fuse.ReadResult
+	Slices() ([][]byte, fuse.Status)
+} = (*chunksResult)(nil)
+
+func (c *chunksResult) Slices() ([][]byte, fuse.Status) { return c.vecs, fuse.OK }
+
+func (c *chunksResult) Size() int { return c.n }
+
+func (c *chunksResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(buf) < c.n {
+		buf = make([]byte, c.n)
+	}
+	k := 0
+	for _, v := range c.vecs {
+		k += copy(buf[k:], v)
+	}
+	return buf[:k], fuse.OK
+}
+
+func (c *chunksResult) Done() { c.once.Do(func() { c.r.unref(c.cs) }) }
 
 func (r *reader) unref(cs []*chunk) {
 	r.mu.Lock()
