@@ -149,17 +149,23 @@ func (a *Agent) serveFD(c *fdpass.Conn, caller, instance string) {
 		}
 		var resp fdpass.Response
 		var out *os.File
+		var release io.Closer // what keeps out open until it is sent
 		if req.Op == "task" || req.Op == "port" {
 			if f != nil {
 				f.Close()
 			}
 			resp, out = a.runs.fdRequest(req, instance)
+			if out != nil {
+				release = out
+			}
 		} else {
-			resp, out = a.fdRequest(req, f, caller)
+			resp, out, release = a.fdRequest(req, f, caller)
 		}
+		// sendmsg gives the instance its own reference to out's file, so
+		// it may close as soon as the answer is sent.
 		err = c.Send(resp, out)
-		if out != nil {
-			out.Close()
+		if release != nil {
+			release.Close()
 		}
 		if err != nil {
 			return
@@ -167,17 +173,19 @@ func (a *Agent) serveFD(c *fdpass.Conn, caller, instance string) {
 	}
 }
 
-func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (fdpass.Response, *os.File) {
+// fdRequest answers a "put" or a "get". The answer's descriptor, if any,
+// stays valid until release is closed.
+func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (_ fdpass.Response, out *os.File, release io.Closer) {
 	if a.refs == nil {
 		if f != nil {
 			f.Close()
 		}
-		return fdResponse(fmt.Errorf("%w: node %s does not run reference passing", refpass.ErrUnreachable, a.cfg.ID)), nil
+		return fdResponse(fmt.Errorf("%w: node %s does not run reference passing", refpass.ErrUnreachable, a.cfg.ID)), nil, nil
 	}
 	switch req.Op {
 	case "put":
 		if f == nil {
-			return fdResponse(fmt.Errorf("%w: a put must carry the memfd holding the payload", ref.ErrInvalid)), nil
+			return fdResponse(fmt.Errorf("%w: a put must carry the memfd holding the payload", ref.ErrInvalid)), nil, nil
 		}
 		o := refpass.Options{Issuer: readerName(caller), Readers: req.Readers, Reads: req.Reads, TTL: time.Duration(req.TTLMillis) * time.Millisecond}
 		sum := &req.Checksum
@@ -186,10 +194,10 @@ func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (fdpass
 		}
 		tok, info, err := a.refs.Adopt(f, req.Size, sum, o)
 		if err != nil {
-			return fdResponse(err), nil
+			return fdResponse(err), nil, nil
 		}
 		a.metrics.bytes.WithLabelValues("ref", "out").Add(float64(info.Size))
-		return fdpass.Response{Ref: tok, Size: info.Size, Checksum: info.Checksum, Expires: info.Expires.Unix()}, nil
+		return fdpass.Response{Ref: tok, Size: info.Size, Checksum: info.Checksum, Expires: info.Expires.Unix()}, nil, nil
 	case "get":
 		if f != nil {
 			f.Close()
@@ -199,46 +207,36 @@ func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (fdpass
 	if f != nil {
 		f.Close()
 	}
-	return fdResponse(fmt.Errorf("%w: unknown op %q; use put or get", ref.ErrInvalid, req.Op)), nil
+	return fdResponse(fmt.Errorf("%w: unknown op %q; use put or get", ref.ErrInvalid, req.Op)), nil, nil
 }
 
 // fdGet answers a get with a read-only descriptor of the payload: the
 // holder's own buffer when it is here, else a local copy pulled from the
-// holder first (a mapping needs local memory).
-func (a *Agent) fdGet(token, caller string) (fdpass.Response, *os.File) {
+// holder first (a mapping needs local memory). The descriptor is the
+// buffer reader's own, passed as it is (no dup): release closes the read
+// once the answer is sent.
+func (a *Agent) fdGet(token, caller string) (fdpass.Response, *os.File, io.Closer) {
 	ctx := a.ctx
-	// Fetch lands a payload held elsewhere in this node's store first, so
-	// the payload always has a descriptor.
-	p, err := a.refs.Fetch(ctx, token, readerName(caller))
+	p, err := a.refs.Open(ctx, token, readerName(caller))
 	if err != nil {
-		return fdResponse(err), nil
+		return fdResponse(err), nil, nil
 	}
-	defer p.Close()
 	a.metrics.bytes.WithLabelValues("ref", "in").Add(float64(p.Ref.Size))
 	resp := fdpass.Response{Size: p.Ref.Size, Checksum: p.Ref.Checksum, Deferred: p.Ref.Deferred, Expires: p.Ref.Expires.Unix()}
-	dup, err := dupFile(p.File())
+	if f := p.File(); f != nil {
+		return resp, f, p
+	}
+	defer p.Close()
+	// Pulled: land it in a local buffer readable once, by this call.
+	_, info, err := a.refs.Put(ctx, p, p.Ref.Size, refpass.Options{Issuer: readerName(caller), Readers: []string{ref.AnyReader}, Reads: 1})
 	if err != nil {
-		return fdResponse(err), nil
+		return fdResponse(err), nil, nil
 	}
-	return resp, dup
-}
-
-// dupFile gives the caller a descriptor of its own, so the buffer's reader
-// can close while the descriptor travels.
-func dupFile(f *os.File) (*os.File, error) {
-	sc, err := f.SyscallConn()
+	rd, err := a.refs.Store().Open(info.ID)
 	if err != nil {
-		return nil, err
+		return fdResponse(err), nil, nil
 	}
-	var nfd int
-	var derr error
-	if err := sc.Control(func(fd uintptr) { nfd, derr = dupCloexec(int(fd)) }); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, derr
-	}
-	return os.NewFile(uintptr(nfd), f.Name()), nil
+	return resp, rd.File(), rd
 }
 
 func fdResponse(err error) fdpass.Response {
