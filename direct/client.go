@@ -120,7 +120,11 @@ func sendFlush(c Conn, msg []byte) error {
 // Call calls the executor with payload and waits for the result. A
 // function's error wraps ErrFunction; a broken connection ErrExecutorLost.
 func (c *Client) Call(ctx context.Context, payload []byte) ([]byte, error) {
-	f := c.Go(payload)
+	return c.call(ctx, 0, payload)
+}
+
+func (c *Client) call(ctx context.Context, flags uint8, payload []byte) ([]byte, error) {
+	f := c.send(flags, payload)
 	res, err := f.Wait(ctx)
 	if f.c != nil && f.done.Load() {
 		// Done: no longer pending, nobody else holds it.
@@ -134,8 +138,24 @@ func (c *Client) Call(ctx context.Context, payload []byte) ([]byte, error) {
 // calls in flight is reached: then Go reads results until a call ends.
 // Send any number of calls and Wait for them in any order.
 func (c *Client) Go(payload []byte) *Future {
-	if len(payload) > MaxPayload {
-		return failed(fmt.Errorf("%w: payload of %d bytes exceeds %d; pass it by reference", ErrTooLarge, len(payload), MaxPayload))
+	return c.send(0, payload)
+}
+
+// GoRef is Go for a call whose input is the payload of reference ref
+// (FlagRef): the executor reads it through its node. Inputs over
+// MaxPayload go so; leaseclient puts them in a node buffer first.
+func (c *Client) GoRef(ref string) *Future {
+	return c.send(FlagRef, []byte(ref))
+}
+
+// CallRef is Call for a call whose input is the payload of reference ref.
+func (c *Client) CallRef(ctx context.Context, ref string) ([]byte, error) {
+	return c.call(ctx, FlagRef, []byte(ref))
+}
+
+func (c *Client) send(flags uint8, payload []byte) *Future {
+	if err := checkCall(flags, len(payload)); err != nil {
+		return failed(err)
 	}
 	if err := c.acquire(); err != nil {
 		return failed(err)
@@ -155,7 +175,7 @@ func (c *Client) Go(payload []byte) *Future {
 	c.mu.Unlock()
 
 	c.sendMu.Lock()
-	c.sendBuf = appendCall(c.sendBuf[:0], id, payload)
+	c.sendBuf = appendCall(c.sendBuf[:0], id, flags, payload)
 	err := c.conn.Send(c.sendBuf)
 	if cap(c.sendBuf) > 1<<20 {
 		c.sendBuf = nil

@@ -36,8 +36,10 @@
 // number at a time: a result names its call by id and results come in the
 // order calls complete, not the order they were sent. The executor takes at
 // most "max in flight" calls at once; the client never sends more (more are
-// not refused, only read later). Version 1 defines no call flags: senders
-// write 0 and receivers refuse any set bit. A result's status is 0 (ok,
+// not refused, only read later). Version 1 defines one call flag, FlagRef
+// (bit 0): the payload is a reference to the call's input, which the
+// executor reads through its node (ServerConfig.Deref); receivers refuse
+// any other bit. A result's status is 0 (ok,
 // payload follows), 1 (the function failed) or 2 (the platform failed: the
 // executor could not run the call); for 1 and 2 the bytes are an error text.
 //
@@ -47,10 +49,12 @@
 // going away: results it has not sent will never come.
 //
 // Limits: a payload is at most MaxPayload (16 MiB), a lease token
-// MaxToken (1 KiB), a text MaxText (4 KiB). Larger data goes by
-// reference: put it in the node's buffer store and pass the reference
-// (package ref; docs/architecture.md, "Reference passing"), as invocations
-// through the gateway do.
+// MaxToken (1 KiB), a text MaxText (4 KiB). A larger input goes by
+// reference (Client.CallRef; leaseclient does it for Call on its own):
+// the node's buffer store keeps it, readable by the lease's function only,
+// and the executor reads it through its node, mapped without a copy on
+// the same node (docs/architecture.md, "Reference passing"). A larger
+// result must be a reference the function returns itself.
 //
 // # Transports
 //

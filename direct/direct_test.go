@@ -462,3 +462,50 @@ func TestLongCallDoesNotBlockOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestCallByReference: a FlagRef call runs the handler on what Deref
+// returns for the reference, the input is released once the result went
+// out, and an executor without Deref refuses such calls as a platform
+// failure, the connection intact.
+func TestCallByReference(t *testing.T) {
+	big := randomBytes(direct.MaxPayload + 1<<20) // over the inline limit
+	released := make(chan string, 4)
+	cfg := direct.ServerConfig{Check: check, Deref: func(_ context.Context, ref string) ([]byte, func(), error) {
+		if ref != "ref-big" {
+			return nil, nil, errors.New("no such reference")
+		}
+		return append([]byte("echo "), big...), func() { released <- ref }, nil
+	}}
+	addr, _ := serveTCP(t, context.Background(), cfg, direct.TCPOptions{})
+	c := handshake(t, tcpConn(t, addr, direct.TCPOptions{}))
+	ctx := context.Background()
+
+	// The echo of a 17 MiB input is over the result limit: the handler
+	// saw the whole input, and the platform refuses the result.
+	if _, err := c.CallRef(ctx, "ref-big"); !errors.Is(err, direct.ErrPlatform) || !strings.Contains(err.Error(), fmt.Sprintf("result of %d bytes", len(big)+5)) {
+		t.Fatalf("echo of a referenced 17 MiB input: %v; want the result refused as too large", err)
+	}
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the input was not released after the call")
+	}
+	if _, err := c.CallRef(ctx, "ref-unknown"); !errors.Is(err, direct.ErrPlatform) || !strings.Contains(err.Error(), "no such reference") {
+		t.Fatalf("unknown reference: %v; want a platform error that names the cause", err)
+	}
+	if _, err := c.CallRef(ctx, strings.Repeat("r", direct.MaxRef+1)); !errors.Is(err, direct.ErrTooLarge) {
+		t.Fatalf("reference over MaxRef: %v; want ErrTooLarge", err)
+	}
+	if got, err := c.Call(ctx, []byte("echo inline")); err != nil || string(got) != "echo inline" {
+		t.Fatalf("inline call after them: %q, %v", got, err)
+	}
+
+	plain, _ := serveTCP(t, context.Background(), direct.ServerConfig{Check: check}, direct.TCPOptions{})
+	c2 := handshake(t, tcpConn(t, plain, direct.TCPOptions{}))
+	if _, err := c2.CallRef(ctx, "ref-big"); !errors.Is(err, direct.ErrPlatform) || !strings.Contains(err.Error(), "no input by reference") {
+		t.Fatalf("executor without Deref: %v; want a platform error", err)
+	}
+	if got, err := c2.Call(ctx, []byte("echo still")); err != nil || string(got) != "echo still" {
+		t.Fatalf("after a refused reference: %q, %v", got, err)
+	}
+}

@@ -60,6 +60,21 @@ const (
 	maxStatus             = StatusPlatform
 )
 
+// Call flags.
+const (
+	// FlagRef marks a call whose payload is a reference to its input
+	// (package ref: a token of the node's buffer store, at most MaxRef
+	// bytes), not the input itself. The executor reads the referenced
+	// bytes (on its node without a copy) and runs the handler on them:
+	// how inputs over MaxPayload reach an executor.
+	FlagRef uint8 = 1 << 0
+
+	knownFlags = FlagRef
+)
+
+// MaxRef bounds the payload of a FlagRef call.
+const MaxRef = 4 << 10
+
 // Frame is one decoded frame. Which fields count depends on Kind.
 type Frame struct {
 	Kind Kind
@@ -109,13 +124,10 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint32(dst, f.MaxInFlight)
 		return appendText16(dst, f.Text), nil
 	case KindCall:
-		if f.Flags != 0 {
-			return dst, fmt.Errorf("%w: call flags %#x (version %d defines none)", ErrMalformed, f.Flags, Version)
+		if err := checkCall(f.Flags, len(f.Payload)); err != nil {
+			return dst, err
 		}
-		if len(f.Payload) > MaxPayload {
-			return dst, fmt.Errorf("%w: payload of %d bytes exceeds %d; pass it by reference", ErrTooLarge, len(f.Payload), MaxPayload)
-		}
-		return appendCall(dst, f.ID, f.Payload), nil
+		return appendCall(dst, f.ID, f.Flags, f.Payload), nil
 	case KindResult:
 		switch {
 		case f.Status > maxStatus:
@@ -136,10 +148,10 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 }
 
 // appendCall encodes a call whose payload is known to be within limits.
-func appendCall(dst []byte, id uint64, payload []byte) []byte {
+func appendCall(dst []byte, id uint64, flags uint8, payload []byte) []byte {
 	dst = append(dst, byte(KindCall))
 	dst = binary.BigEndian.AppendUint64(dst, id)
-	dst = append(dst, 0)
+	dst = append(dst, flags)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
 	return append(dst, payload...)
 }
@@ -185,8 +197,11 @@ func Decode(b []byte) (Frame, error) {
 		f.ID = d.u64()
 		f.Flags = d.u8()
 		f.Payload = d.bytes32(MaxPayload)
-		if f.Flags != 0 {
-			d.fail("call flags %#x (version %d defines none)", f.Flags, Version)
+		switch {
+		case f.Flags&^knownFlags != 0:
+			d.fail("call flags %#x (version %d defines %#x)", f.Flags, Version, knownFlags)
+		case f.Flags&FlagRef != 0 && len(f.Payload) > MaxRef:
+			d.fail("a reference of %d bytes exceeds %d", len(f.Payload), MaxRef)
 		}
 	case KindResult:
 		f.ID = d.u64()
@@ -314,4 +329,17 @@ func clipText(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s + ell
+}
+
+// checkCall checks a call's flags and payload size.
+func checkCall(flags uint8, n int) error {
+	switch {
+	case flags&^knownFlags != 0:
+		return fmt.Errorf("%w: call flags %#x (version %d defines %#x)", ErrMalformed, flags, Version, knownFlags)
+	case flags&FlagRef != 0 && n > MaxRef:
+		return fmt.Errorf("%w: a reference of %d bytes exceeds %d", ErrTooLarge, n, MaxRef)
+	case n > MaxPayload:
+		return fmt.Errorf("%w: payload of %d bytes exceeds %d; pass it by reference", ErrTooLarge, n, MaxPayload)
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ var seedFrames = []Frame{
 	{Kind: KindWelcome, Code: CodeRefused, Text: "lease expired"},
 	{Kind: KindCall, ID: 1, Payload: []byte("hello")},
 	{Kind: KindCall, ID: 1<<64 - 1, Payload: []byte{}},
+	{Kind: KindCall, ID: 2, Flags: FlagRef, Payload: []byte("v1.k1.reference-token")},
 	{Kind: KindResult, ID: 7, Status: StatusOK, Payload: bytes.Repeat([]byte{0xff}, 64)},
 	{Kind: KindResult, ID: 8, Status: StatusFunction, Payload: []byte("division by zero")},
 	{Kind: KindResult, ID: 9, Status: StatusPlatform, Payload: []byte("result too large")},
@@ -46,7 +47,8 @@ func TestFrameLimits(t *testing.T) {
 	}{
 		{Frame{Kind: KindHello, Token: strings.Repeat("t", MaxToken+1)}, ErrTooLarge},
 		{Frame{Kind: KindCall, Payload: make([]byte, MaxPayload+1)}, ErrTooLarge},
-		{Frame{Kind: KindCall, Flags: 1}, ErrMalformed},
+		{Frame{Kind: KindCall, Flags: 2}, ErrMalformed},
+		{Frame{Kind: KindCall, Flags: FlagRef, Payload: make([]byte, MaxRef+1)}, ErrTooLarge},
 		{Frame{Kind: KindResult, Status: 3}, ErrMalformed},
 		{Frame{Kind: KindResult, Status: StatusFunction, Payload: []byte{0xff}}, ErrMalformed},
 		{Frame{Kind: KindWelcome, Code: 9}, ErrMalformed},

@@ -35,6 +35,10 @@ type ServerConfig struct {
 	// than that cost no goroutine switch; a call that arrives behind a
 	// longer one waits one to two HandOffs. See the package doc.
 	HandOff time.Duration
+	// Deref reads the input of a FlagRef call: the payload of reference
+	// ref, and a release to call once the result went out. Nil refuses
+	// such calls (StatusPlatform).
+	Deref func(ctx context.Context, ref string) (input []byte, release func(), err error)
 }
 
 // DefaultHandOff is ServerConfig.HandOff's default.
@@ -75,7 +79,7 @@ func Serve(ctx context.Context, c Conn, cfg ServerConfig, h Handler) error {
 
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &server{conn: c, h: h, ctx: hctx, cancel: cancel, sem: make(chan struct{}, limit), endc: make(chan struct{}), handOff: cfg.HandOff}
+	s := &server{conn: c, h: h, ctx: hctx, cancel: cancel, sem: make(chan struct{}, limit), endc: make(chan struct{}), handOff: cfg.HandOff, deref: cfg.Deref}
 	if s.handOff == 0 {
 		s.handOff = DefaultHandOff
 	}
@@ -139,6 +143,7 @@ func welcome(c Conn, msg []byte, cfg ServerConfig, limit int) error {
 type server struct {
 	conn    Conn
 	h       Handler
+	deref   func(ctx context.Context, ref string) ([]byte, func(), error)
 	ctx     context.Context // the handlers'; cancelled when Serve returns
 	cancel  context.CancelFunc
 	sem     chan struct{} // one slot per call in flight
@@ -222,7 +227,7 @@ func (s *server) read() {
 			s.mu.Unlock()
 			if s.handOff < 0 {
 				go s.read()
-				s.run(fr.ID, payload, 0)
+				s.run(fr.ID, fr.Flags, payload, 0)
 				return
 			}
 			seq := s.seq.Add(1)
@@ -230,7 +235,7 @@ func (s *server) read() {
 			if s.parked.Load() && s.parked.CompareAndSwap(true, false) {
 				s.unpark <- struct{}{}
 			}
-			if !s.run(fr.ID, payload, seq) {
+			if !s.run(fr.ID, fr.Flags, payload, seq) {
 				return // the watchdog handed reading over
 			}
 		case KindGoodbye:
@@ -249,11 +254,23 @@ func (s *server) read() {
 // that goroutine still reads: then, if it has another call read ahead
 // already, the result waits in the transport's buffer to go out with the
 // next ones (batcher), so pipelined results share a write.
-func (s *server) run(id uint64, payload []byte, seq uint64) (reading bool) {
-	res, err := s.call(payload)
+func (s *server) run(id uint64, flags uint8, payload []byte, seq uint64) (reading bool) {
+	var res []byte
+	var err, derr error
+	if flags&FlagRef != 0 {
+		var release func()
+		if payload, release, derr = s.input(string(payload)); derr == nil {
+			defer release() // after the result went out: it may alias the input
+		}
+	}
+	if derr == nil {
+		res, err = s.call(payload)
+	}
 	reading = seq != 0 && s.inline.CompareAndSwap(seq, 0)
 	status := StatusOK
 	switch {
+	case derr != nil:
+		status, res = StatusPlatform, []byte(clipText(derr.Error()))
 	case err != nil:
 		status, res = StatusFunction, []byte(clipText(err.Error()))
 	case len(res) > MaxPayload:
@@ -286,6 +303,18 @@ type batcher interface {
 	// readAhead reports whether the next Recv returns without reading;
 	// only the goroutine that calls Recv may ask.
 	readAhead() bool
+}
+
+// input reads the input of a FlagRef call.
+func (s *server) input(ref string) ([]byte, func(), error) {
+	if s.deref == nil {
+		return nil, nil, errors.New("this executor takes no input by reference (no ServerConfig.Deref); send the payload inline")
+	}
+	b, release, err := s.deref(s.ctx, ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the call's input by reference: %w", err)
+	}
+	return b, release, nil
 }
 
 func (s *server) call(payload []byte) (res []byte, err error) {
