@@ -150,7 +150,17 @@ func (s *Store) Put(id ID, data []byte) (Info, error) {
 	if len(data) > s.cfg.MaxBlock {
 		return Info{}, fmt.Errorf("%w: block of %d bytes is over the limit of %d", ErrInvalid, len(data), s.cfg.MaxBlock)
 	}
-	info := Info{Size: len(data), Checksum: Checksum(data)}
+	return s.PutSum(id, data, Checksum(data))
+}
+
+// PutSum is Put of a block whose CRC-32C the caller has just computed
+// (Checksum(data)), so that it is not computed twice: the spread tier and
+// the peer link compute it before the block reaches this store.
+func (s *Store) PutSum(id ID, data []byte, crc uint32) (Info, error) {
+	if len(data) > s.cfg.MaxBlock {
+		return Info{}, fmt.Errorf("%w: block of %d bytes is over the limit of %d", ErrInvalid, len(data), s.cfg.MaxBlock)
+	}
+	info := Info{Size: len(data), Checksum: crc}
 
 	s.mu.Lock()
 	if s.closed {

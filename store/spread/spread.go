@@ -169,7 +169,7 @@ func (t *Tier) Put(ctx context.Context, id blocks.ID, data []byte, replicas int)
 	b := meta.Block{ID: id, Size: int64(len(data)), CRC: blocks.Checksum(data)}
 	kept := false
 	var full, other []string
-	info, err := t.cfg.Local.Put(id, data)
+	info, err := t.cfg.Local.PutSum(id, data, b.CRC)
 	switch {
 	case err == nil:
 		b.Holders = append(b.Holders, t.cfg.Self)
@@ -459,7 +459,7 @@ func (t *Tier) PutBlock(id string, data []byte, crc uint32) error {
 		t.cfg.Local.Release(data)
 		return wire(fmt.Errorf("%w: %v", store.ErrInvalidArgument, err))
 	}
-	info, err := t.cfg.Local.Put(bid, data)
+	info, err := t.cfg.Local.PutSum(bid, data, crc) // the peer link checked data against crc
 	if err != nil || info.Spilled {
 		t.cfg.Local.Release(data)
 	}
