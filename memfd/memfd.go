@@ -220,11 +220,14 @@ func Unmap(b []byte) error {
 func ReopenReadOnly(f *os.File) (*os.File, error) {
 	var ro *os.File
 	err := withFD(f, func(fd int) error {
-		var err error
-		// os.OpenFile adds O_CLOEXEC itself.
-		if ro, err = os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_RDONLY, 0); err != nil {
-			return fmt.Errorf("memfd: reopen %s read-only: %w", f.Name(), err)
+		// open(2) and NewFile rather than os.OpenFile, which would try (and
+		// fail) to register the file with the poller: four system calls
+		// fewer on every Map a node agent answers.
+		nfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("memfd: reopen %s read-only: %w", f.Name(), &os.PathError{Op: "open", Path: "/proc/self/fd/" + strconv.Itoa(fd), Err: err})
 		}
+		ro = os.NewFile(uintptr(nfd), f.Name())
 		return nil
 	})
 	if err != nil {
