@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The round-trip benchmarks run the answering side in a second process
@@ -90,8 +91,12 @@ func benchChild(mode string) {
 	}
 }
 
-// startChild starts the answering process and returns the parent's end.
-func startChild(b *testing.B, mode string) *os.File {
+// startChild starts the answering process and returns the parent's end,
+// and done, which hangs up, waits for the child and reports the CPU time
+// both processes spent since the start (the parent's includes the
+// benchmark's own bookkeeping). The round trip is mostly waiting, so CPU
+// per exchange is the figure that a loaded machine leaves comparable.
+func startChild(b *testing.B, mode string) (sock *os.File, done func(hangUp func()) (cpu time.Duration)) {
 	b.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -106,11 +111,27 @@ func startChild(b *testing.B, mode string) *os.File {
 		b.Fatal(err)
 	}
 	theirs.Close()
-	b.Cleanup(func() {
-		mine.Close()
-		cmd.Wait()
-	})
-	return mine
+	before := selfCPU()
+	return mine, func(hangUp func()) time.Duration {
+		self := selfCPU() - before
+		hangUp()
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("the answering process: %v", err)
+		}
+		return self + cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, cpu time.Duration) {
+	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-us/op")
 }
 
 // BenchmarkRoundTrip is one request with a descriptor attached and its
@@ -127,7 +148,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	req := Request{Op: "put", Size: 1 << 30, Deferred: true, Readers: []string{"consumer"}, Reads: 1, TTLMillis: 600000}
 
 	b.Run("raw", func(b *testing.B) {
-		sock := startChild(b, "raw")
+		sock, done := startChild(b, "raw")
 		msg := make([]byte, 120)
 		buf := make([]byte, 512)
 		rights := syscall.UnixRights(int(memfd.Fd()))
@@ -141,13 +162,15 @@ func BenchmarkRoundTrip(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.StopTimer()
+		reportCPU(b, done(func() { sock.Close() }))
 	})
 	b.Run("conn", func(b *testing.B) {
-		c, err := NewConn(startChild(b, "conn"))
+		sock, done := startChild(b, "conn")
+		c, err := NewConn(sock)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { c.Close() })
 		b.ResetTimer()
 		for b.Loop() {
 			if err := c.Send(req, memfd); err != nil {
@@ -158,15 +181,16 @@ func BenchmarkRoundTrip(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.StopTimer()
+		reportCPU(b, done(func() { c.Close() }))
 	})
 	b.Run("netpoll", func(b *testing.B) {
-		sock := startChild(b, "netpoll")
+		sock, done := startChild(b, "netpoll")
 		fc, err := net.FileConn(sock)
 		if err != nil {
 			b.Fatal(err)
 		}
 		sock.Close() // fc holds a duplicate; the child sees EOF once fc closes
-		b.Cleanup(func() { fc.Close() })
 		c := fc.(*net.UnixConn)
 		b.ResetTimer()
 		for b.Loop() {
@@ -178,5 +202,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.StopTimer()
+		reportCPU(b, done(func() { fc.Close() }))
 	})
 }
