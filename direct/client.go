@@ -416,9 +416,19 @@ func (c *Client) Close() error {
 // results, in the order of clients. The error joins the failures, each
 // naming its client's index; results of failed calls are nil.
 func All(ctx context.Context, clients []*Client, payload []byte) ([][]byte, error) {
+	return all(ctx, clients, 0, payload)
+}
+
+// AllRef is All for an input by reference (FlagRef): ref must allow a
+// read for each client.
+func AllRef(ctx context.Context, clients []*Client, ref string) ([][]byte, error) {
+	return all(ctx, clients, FlagRef, []byte(ref))
+}
+
+func all(ctx context.Context, clients []*Client, flags uint8, payload []byte) ([][]byte, error) {
 	fs := make([]*Future, len(clients))
 	for i, c := range clients {
-		fs[i] = c.Go(payload)
+		fs[i] = c.send(flags, payload)
 	}
 	out := make([][]byte, len(clients))
 	var errs []error

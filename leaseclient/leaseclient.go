@@ -59,6 +59,19 @@ type Client struct {
 	// 1 ms, longer than a small call takes; warm: never), negative
 	// never spins.
 	TCPSpin time.Duration
+	// RefAbove is the largest input a call carries inline; a larger one
+	// goes by reference: put in a buffer of the lease's node (one HTTP
+	// upload), readable by the lease's function only, and read by the
+	// executor through its node, mapped without a copy there. 0 means
+	// direct.MaxPayload, the protocol's limit.
+	RefAbove int
+}
+
+func (c *Client) refAbove() int {
+	if c.RefAbove > 0 {
+		return min(c.RefAbove, direct.MaxPayload)
+	}
+	return direct.MaxPayload
 }
 
 // tcpSpin is the client side's direct.TCPOptions.Spin for a lease in mode.
@@ -306,25 +319,42 @@ func (l *Lease) pick() (*direct.Client, error) {
 	return nil, fmt.Errorf("%w: lease %s has no executor up; TopUp or acquire a new lease", direct.ErrExecutorLost, l.grant.ID)
 }
 
-// Call invokes one executor (round robin) and waits for its answer.
+// Call invokes one executor (round robin) and waits for its answer. An
+// input over Client.RefAbove goes by reference.
 func (l *Lease) Call(ctx context.Context, payload []byte) ([]byte, error) {
 	c, err := l.pick()
 	if err != nil {
 		return nil, err
 	}
-	return c.Call(ctx, payload)
+	if len(payload) <= l.c.refAbove() {
+		return c.Call(ctx, payload)
+	}
+	ref, err := l.PutInput(ctx, payload, 1)
+	if err != nil {
+		return nil, err
+	}
+	return c.CallRef(ctx, ref)
 }
 
-// Go invokes one executor (round robin) without waiting: pipelined.
+// Go invokes one executor (round robin) without waiting: pipelined. An
+// input over Client.RefAbove is uploaded to the lease's node first.
 func (l *Lease) Go(payload []byte) (*direct.Future, error) {
 	c, err := l.pick()
 	if err != nil {
 		return nil, err
 	}
-	return c.Go(payload), nil
+	if len(payload) <= l.c.refAbove() {
+		return c.Go(payload), nil
+	}
+	ref, err := l.PutInput(context.Background(), payload, 1)
+	if err != nil {
+		return nil, err
+	}
+	return c.GoRef(ref), nil
 }
 
-// All invokes every executor with payload in parallel (a vector call).
+// All invokes every executor with payload in parallel (a vector call). An
+// input over Client.RefAbove is uploaded once, with a read per executor.
 func (l *Lease) All(ctx context.Context, payload []byte) ([][]byte, error) {
 	var live []*direct.Client
 	for _, c := range l.Executors() {
@@ -332,7 +362,45 @@ func (l *Lease) All(ctx context.Context, payload []byte) ([][]byte, error) {
 			live = append(live, c)
 		}
 	}
-	return direct.All(ctx, live, payload)
+	if len(payload) <= l.c.refAbove() || len(live) == 0 {
+		return direct.All(ctx, live, payload)
+	}
+	ref, err := l.PutInput(ctx, payload, len(live))
+	if err != nil {
+		return nil, err
+	}
+	return direct.AllRef(ctx, live, ref)
+}
+
+// PutInput keeps payload in a buffer of the lease's node and returns a
+// reference to it that the lease's function may read reads times, until
+// the lease ends: pass it to direct.Client.CallRef or GoRef. Call, Go
+// and All do this for inputs over Client.RefAbove.
+func (l *Lease) PutInput(ctx context.Context, payload []byte, reads int) (string, error) {
+	id := l.Grant().ID
+	url := fmt.Sprintf("%s/v1/leases/%s/refs?reads=%d", strings.TrimSuffix(l.base, "/"), id, reads)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+l.c.Token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := l.c.http().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("leaseclient: put a %d-byte input for lease %s: %w", len(payload), id, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusCreated {
+		return "", apiError("put input", resp.StatusCode, raw)
+	}
+	var out struct {
+		Ref string `json:"ref"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.Ref == "" {
+		return "", fmt.Errorf("leaseclient: put input: the node answered %q", bytes.TrimSpace(raw))
+	}
+	return out.Ref, nil
 }
 
 // Renew extends the lease to d from now.

@@ -22,6 +22,7 @@ import (
 	"github.com/handoff-dev/handoff/api"
 	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/lease"
+	"github.com/handoff-dev/handoff/refpass"
 	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/supervisor"
 )
@@ -105,6 +106,50 @@ func (l *leaser) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/leases/{id}/renew", l.handleRenew)
 	mux.HandleFunc("POST /v1/leases/{id}/topup", l.handleTopUp)
 	mux.HandleFunc("DELETE /v1/leases/{id}", l.handleRelease)
+	mux.HandleFunc("POST /v1/leases/{id}/refs", l.handleRef)
+}
+
+// maxLeaseRefReads bounds the reads a lease's input may allow (one per
+// executor of a vector call, or per call that reuses it).
+const maxLeaseRefReads = 1 << 16
+
+// handleRef keeps a call's input for the lease's executors in a node
+// buffer and answers with a reference only the lease's function may read,
+// for ?reads= reads (default 1), until the lease's current end: inputs over
+// the direct protocol's inline limit travel so (direct.FlagRef). The
+// executors on this node map the buffer without a copy.
+func (l *leaser) handleRef(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	l.mu.Lock()
+	ls, err := l.m.Get(time.Now(), id)
+	l.mu.Unlock()
+	if err != nil {
+		writeLeaseError(w, err)
+		return
+	}
+	if ls.State >= lease.Draining {
+		writeLeaseError(w, fmt.Errorf("%w: lease %s is %s; acquire a new one", lease.ErrExpired, id, ls.State))
+		return
+	}
+	if l.a.refs == nil {
+		writeRefError(w, fmt.Errorf("%w: node %s does not run reference passing", refpass.ErrUnreachable, l.a.cfg.ID))
+		return
+	}
+	reads := uint64(1)
+	if s := r.URL.Query().Get("reads"); s != "" {
+		if reads, err = strconv.ParseUint(s, 10, 32); err != nil || reads == 0 || reads > maxLeaseRefReads {
+			writeLeaseError(w, fmt.Errorf("%w: reads=%q: give a whole number from 1 to %d", lease.ErrInvalid, s, maxLeaseRefReads))
+			return
+		}
+	}
+	o := refpass.Options{Issuer: "lease-" + id, Readers: []string{ls.Function}, Reads: uint32(reads), TTL: max(time.Until(ls.Expires), time.Second)}
+	tok, info, err := l.a.refs.Put(r.Context(), r.Body, r.ContentLength, o)
+	if err != nil {
+		writeRefError(w, err)
+		return
+	}
+	l.a.metrics.bytes.WithLabelValues("ref", "out").Add(float64(info.Size))
+	httpx.WriteJSON(w, http.StatusCreated, PutResult{Ref: tok, Size: info.Size, Checksum: info.Checksum, Expires: info.Expires.Unix()})
 }
 
 func writeLeaseError(w http.ResponseWriter, err error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -98,9 +99,27 @@ func startDirect(ctx context.Context, raw Handler, h http.Handler) error {
 }
 
 func (e *executor) config() direct.ServerConfig {
-	return direct.ServerConfig{Check: func(token string, _ int) error {
-		return localPost(context.Background(), "/v1/leases/check", map[string]string{"token": token})
-	}}
+	return direct.ServerConfig{
+		Check: func(token string, _ int) error {
+			return localPost(context.Background(), "/v1/leases/check", map[string]string{"token": token})
+		},
+		Deref: deref,
+	}
+}
+
+// deref reads a call's input by reference, as this function: mapped (no
+// copy on the holder's node; pulled here once from another), or read
+// through the local API where the descriptor socket is missing.
+func deref(ctx context.Context, ref string) ([]byte, func(), error) {
+	m, err := Map(ctx, ref)
+	if err == nil {
+		return m.Bytes(), func() { m.Close() }, nil
+	}
+	if !errors.Is(err, ErrNoFD) {
+		return nil, nil, err
+	}
+	b, err := Get(ctx, ref)
+	return b, func() {}, err
 }
 
 func (e *executor) acceptTCP(ctx context.Context, ln net.Listener) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"os"
@@ -91,6 +93,22 @@ func TestLeasedExecutorsTakeDirectCalls(t *testing.T) {
 		outs, err := l.All(ctx, []byte("echo all"))
 		if err != nil || len(outs) != k.n {
 			t.Fatalf("vector call = %d answers, %v", len(outs), err)
+		}
+		// An input over the protocol's 16 MiB limit goes by reference
+		// through the lease's node, to one executor and to all.
+		big := append([]byte("sum "), filler(direct.MaxPayload+3<<20)...)
+		want := fmt.Sprintf("%d %08x", len(big), crc32.Checksum(big, crc32.MakeTable(crc32.Castagnoli)))
+		if out, err := l.Call(ctx, big); err != nil || string(out) != want {
+			t.Fatalf("call with a %d-byte input (tcpOnly=%v) = %q, %v; want %q", len(big), tcpOnly, out, err, want)
+		}
+		outs, err = l.All(ctx, big)
+		if err != nil || len(outs) != k.n {
+			t.Fatalf("vector call with a %d-byte input = %d answers, %v", len(big), len(outs), err)
+		}
+		for i, out := range outs {
+			if string(out) != want {
+				t.Fatalf("vector call with a large input: executor %d answered %q, want %q", i, out, want)
+			}
 		}
 		if err := l.Renew(ctx, time.Minute); err != nil {
 			t.Fatalf("renew: %v", err)

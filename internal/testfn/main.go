@@ -8,6 +8,7 @@
 //	env NAME        returns the value of environment variable NAME
 //	fail            answers 500
 //	reqid           returns the request id the platform gave this invocation
+//	sum ...         returns "SIZE CRC" of the whole body (for large inputs)
 //
 // and, for references (package sdk's Put, Get, Map, ...), where READERS is
 // a comma-separated list of function names (or *), READS the allowed reads
@@ -93,6 +94,8 @@ func handle(ctx context.Context, in []byte) ([]byte, error) {
 		return []byte(os.Getenv(string(bytes.TrimSpace(rest)))), nil
 	case "reqid":
 		return []byte(sdk.RequestID(ctx)), nil
+	case "sum":
+		return []byte(describe(in)), nil
 	case "fail":
 		return nil, fmt.Errorf("testfn: failing as asked")
 	case "put", "putreader", "share", "get", "map", "open":
