@@ -102,7 +102,7 @@ func Put(ctx context.Context, data []byte, o RefOptions) (string, error) {
 		return "", err
 	}
 	if fdUsable() {
-		tok, err := putMemfd(ctx, data, o)
+		tok, err := putMemfd(ctx, "put", data, o)
 		if !errors.Is(err, ErrNoFD) {
 			return tok, err
 		}
@@ -111,7 +111,7 @@ func Put(ctx context.Context, data []byte, o RefOptions) (string, error) {
 }
 
 // putMemfd is Put over the descriptor socket.
-func putMemfd(ctx context.Context, data []byte, o RefOptions) (string, error) {
+func putMemfd(ctx context.Context, op string, data []byte, o RefOptions) (string, error) {
 	f, err := memfd.Create("handoff-put")
 	if err != nil {
 		return "", fmt.Errorf("sdk: put: %w", err)
@@ -121,7 +121,7 @@ func putMemfd(ctx context.Context, data []byte, o RefOptions) (string, error) {
 	if _, err := f.Write(data); err != nil {
 		return "", fmt.Errorf("sdk: put: filling the shared-memory file: %w", err)
 	}
-	resp, _, err := exchange(ctx, "put", o.request(int64(len(data))), f)
+	resp, _, err := exchange(ctx, op, o.request(int64(len(data))), f)
 	if err != nil {
 		return "", err
 	}
@@ -285,18 +285,30 @@ func refErrorFromResponse(op string, resp *http.Response) error {
 // frees the payload (read or expired), even after Share: the kernel
 // charges shared memory to whoever touched it first.
 //
+// A buffer of at most 64 KiB is ordinary memory that Share copies into a
+// shared-memory file: a copy that small costs less than unmapping shared
+// pages, which on a VM means interrupting every CPU the process runs on.
+//
 // A Buffer is not safe for concurrent use. Close it if it is never shared.
 type Buffer struct {
-	f    *os.File // the memfd; nil once shared or closed
-	b    []byte   // its writable mapping; nil from the first Share on
+	f    *os.File // the memfd, nil for a small buffer; nil once shared or closed
+	b    []byte   // its writable mapping, or a small buffer's memory; nil from the first Share on
 	size int64
+	done bool // shared or closed
 }
+
+// smallBuffer is the largest Buffer kept in ordinary memory (see Buffer),
+// and the largest payload Map copies rather than maps.
+const smallBuffer = 64 << 10
 
 // NewBuffer makes a shared-memory buffer of size bytes, all zero. Its pages
 // take memory as they are first written.
 func NewBuffer(size int64) (*Buffer, error) {
 	if size < 0 || size > math.MaxInt {
 		return nil, fmt.Errorf("sdk: NewBuffer: size %d; give a length of 0 or more bytes", size)
+	}
+	if size <= smallBuffer {
+		return &Buffer{b: make([]byte, size), size: size}, nil
 	}
 	f, err := memfd.Create("handoff-buffer")
 	if err != nil {
@@ -329,7 +341,8 @@ func (b *Buffer) Bytes() []byte { return b.b }
 // the bytes: the node agent computes their checksum only if the payload
 // ever leaves this node. A hand-over on one node takes microseconds
 // whatever the size. Without that socket the content is sent over the
-// local API instead (a copy).
+// local API instead (a copy). A small Buffer (at most 64 KiB) is copied
+// into a new shared-memory file instead: nothing of it stays writable.
 //
 // From a successful Share on, Bytes is nil and a slice of it kept from
 // before must not be touched: writes would reach receivers until the
@@ -337,11 +350,25 @@ func (b *Buffer) Bytes() []byte { return b.b }
 // as buffers_full, or a broken connection) the buffer is untouched and
 // Share may be called again, or Close releases it.
 func (b *Buffer) Share(ctx context.Context, o RefOptions) (string, error) {
-	if b.f == nil {
+	if b.done {
 		return "", errors.New("sdk: Share: the buffer was already shared or closed; make a new one with NewBuffer")
 	}
 	if err := o.check(); err != nil {
 		return "", err
+	}
+	if b.f == nil { // small: copied into a file that nobody maps writable
+		tok, err := "", ErrNoFD
+		if fdUsable() {
+			tok, err = putMemfd(ctx, "share", b.b, o)
+		}
+		if errors.Is(err, ErrNoFD) {
+			tok, err = putHTTP(ctx, bytes.NewReader(b.b), b.size, o)
+		}
+		if err != nil {
+			return "", err
+		}
+		b.b, b.done = nil, true
+		return tok, nil
 	}
 	tok, err := "", ErrNoFD
 	if fdUsable() {
@@ -360,14 +387,19 @@ func (b *Buffer) Share(ctx context.Context, o RefOptions) (string, error) {
 		go memfd.Unmap(m) // the node agent seals once this is done
 	}
 	b.f.Close()
-	b.f = nil
+	b.f, b.done = nil, true
 	return tok, nil
 }
 
 // Close releases a buffer that was not shared. It is a no-op after a
 // successful Share and when called twice.
 func (b *Buffer) Close() error {
+	b.done = true
 	var err error
+	if b.b != nil && b.f == nil { // small: ordinary memory
+		b.b = nil
+		return nil
+	}
 	if b.b != nil {
 		err = memfd.Unmap(b.b)
 		b.b = nil
@@ -383,15 +415,19 @@ func (b *Buffer) Close() error {
 
 // Mapping is a read-only view of a referenced payload, mapped into this
 // process: on the node that holds the payload, the very pages its sender
-// wrote. Writing to Bytes crashes the program.
+// wrote. Writing to Bytes crashes the program. A payload of at most 64 KiB
+// is copied instead (see Map); do not write to it either.
 type Mapping struct {
-	f *os.File // the payload's descriptor; nil once closed
-	b []byte   // the read-only mapping; nil once closed
+	f *os.File // the payload's descriptor; nil once closed, or for a copy
+	b []byte   // the read-only mapping, or the copy; nil once closed
 }
 
 // Map takes one read of ref as a read-only mapping, through $HANDOFF_FD.
 // When the payload is on this node nothing is copied, whatever its size;
-// else the node agent pulls it into a local buffer first. Without the
+// else the node agent pulls it into a local buffer first. A payload of at
+// most 64 KiB is read into ordinary memory instead of mapped: the copy
+// costs less than unmapping it at Close, which on a VM interrupts every
+// CPU the process runs on. Without the
 // descriptor socket Map fails with an error wrapping ErrNoFD: use Get or
 // Open there. An answer other than success is a *RefError.
 //
@@ -407,6 +443,14 @@ func Map(ctx context.Context, ref string) (*Mapping, error) {
 	resp, f, err := exchange(ctx, "map", fdpass.Request{Ref: ref}, nil)
 	if err != nil {
 		return nil, err
+	}
+	if resp.Size <= smallBuffer {
+		defer f.Close()
+		b, err := readAll(ctx, f, resp.Size)
+		if err != nil {
+			return nil, err
+		}
+		return &Mapping{b: b}, nil
 	}
 	if err := checkSize(f, resp.Size); err != nil {
 		f.Close()
@@ -428,6 +472,10 @@ func (m *Mapping) Bytes() []byte { return m.b }
 // no-op.
 func (m *Mapping) Close() error {
 	var err error
+	if m.b != nil && m.f == nil { // a copy
+		m.b = nil
+		return nil
+	}
 	if m.b != nil {
 		err = memfd.Unmap(m.b)
 		m.b = nil
