@@ -180,14 +180,20 @@ func BenchmarkPipelined(b *testing.B) {
 			benchPipelined(b, handshake(b, c), e)
 		})
 	}
-	for _, batch := range []bool{false, true} {
-		b.Run(map[bool]string{false: "tcp-flush", true: "tcp-batch"}[batch], func(b *testing.B) {
-			env := childEnv()
-			if batch {
-				env = append(env, "TCP_BATCH=1")
-			}
-			e := startExecutor(b, "tcp", nil, env...)
-			benchPipelined(b, handshake(b, tcpConn(b, e.addr, direct.TCPOptions{Batch: batch})), e)
+	for _, m := range []struct {
+		name string
+		opts direct.TCPOptions
+		env  []string
+	}{
+		{"tcp-flush", direct.TCPOptions{}, nil},
+		{"tcp-batch", direct.TCPOptions{Batch: true}, []string{"TCP_BATCH=1"}},
+		// The executor spins; the client does not while calls are
+		// pipelined (see Client.recv).
+		{"tcp-batch-spin", direct.TCPOptions{Batch: true, Spin: -1}, []string{"TCP_BATCH=1", "TCP_SPIN=-1ns"}},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			e := startExecutor(b, "tcp", nil, append(childEnv(), m.env...)...)
+			benchPipelined(b, handshake(b, tcpConn(b, e.addr, m.opts)), e)
 		})
 	}
 }

@@ -222,7 +222,7 @@ func (c *Client) readOne() error {
 		return err
 	}
 	for {
-		msg, err := c.conn.Recv()
+		msg, err := c.recv()
 		if errors.Is(err, ErrInterrupted) {
 			continue
 		}
@@ -321,7 +321,7 @@ func (c *Client) readFor(ctx context.Context, f *Future) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		msg, err := c.conn.Recv()
+		msg, err := c.recv()
 		if errors.Is(err, ErrInterrupted) {
 			continue
 		}
@@ -441,4 +441,18 @@ func all(ctx context.Context, clients []*Client, flags uint8, payload []byte) ([
 		out[i] = res
 	}
 	return out, errors.Join(errs...)
+}
+
+// spinner is a transport that can busy-poll for a message (TCPConn with
+// TCPOptions.Spin).
+type spinner interface{ pauseSpin(bool) }
+
+// recv reads the next message. A transport that spins does so only for a
+// lone call: with more in flight results come in batches, and a spinning
+// client takes the core the executor needs to produce them.
+func (c *Client) recv() ([]byte, error) {
+	if s, ok := c.conn.(spinner); ok {
+		s.pauseSpin(len(c.sem) > 1)
+	}
+	return c.conn.Recv()
 }

@@ -61,6 +61,7 @@ type TCPConn struct {
 	raw      syscall.RawConn
 	polled   atomic.Int64 // ns spent spinning, spins that ended
 	spinning atomic.Int64 // start of the spin under way, Unix ns; 0: none
+	paused   atomic.Bool  // set by a Client with several calls in flight
 
 	// Read side: one goroutine at a time.
 	rbuf []byte
@@ -233,7 +234,7 @@ func (t *TCPConn) Recv() ([]byte, error) {
 
 // read reads what is there, spinning first when the conn is set to.
 func (t *TCPConn) read(p []byte) (int, error) {
-	if t.raw == nil {
+	if t.raw == nil || t.paused.Load() {
 		return t.c.Read(p)
 	}
 	var until int64 // Unix ns; 0: forever
@@ -287,6 +288,13 @@ func (t *TCPConn) read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// pauseSpin turns spinning off while paused (a Client's batched reads).
+func (t *TCPConn) pauseSpin(paused bool) {
+	if t.paused.Load() != paused {
+		t.paused.Store(paused)
+	}
 }
 
 func (t *TCPConn) endSpin(start int64) {
