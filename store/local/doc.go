@@ -10,10 +10,10 @@
 // object only once every block is stored: a failed or short body leaves
 // nothing behind, and a replaced object's blocks are freed after the new
 // one is recorded. A Get streams the blocks of the selected range, each
-// checked against its CRC-32C before any of its bytes leave, a block in
-// this node's memory in place (Blocks.View) and up to four of the next
-// ones fetched ahead in parallel; a reader pins its blocks, so a
-// concurrent delete or replace frees them only when the reader closes.
+// checked against its CRC-32C before any of its bytes leave, with up to
+// four of the next ones fetched ahead in parallel; a reader pins its
+// blocks, so a concurrent delete or replace frees them only when the
+// reader closes.
 //
 // Metadata outlives the node agent, blocks do not: with its own metadata,
 // Open drops the objects whose blocks are gone and the unfinished uploads,

@@ -50,10 +50,6 @@ type Blocks interface {
 	// Read appends the block's bytes to dst, verified against b.CRC and
 	// b.Size, and returns the result.
 	Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, error)
-	// View returns the block's bytes, verified as Read's, and a release
-	// the caller must call once done with them. A block in this node's
-	// memory is not copied: its memory stays unrecycled until release.
-	View(ctx context.Context, b meta.Block) (data []byte, release func(), err error)
 	// Alloc returns a buffer of n bytes to fill and Put: recycled block
 	// memory where there is some. Release gives back one Put did not keep.
 	Alloc(n int) []byte
@@ -100,19 +96,6 @@ func (t NodeTier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, e
 		return data[:start], err
 	}
 	return data, nil
-}
-
-// View returns the block's bytes in place when held in memory.
-func (t NodeTier) View(ctx context.Context, b meta.Block) ([]byte, func(), error) {
-	data, info, release, err := t.Store.View(b.ID)
-	if err != nil {
-		return nil, nil, BlockError(err)
-	}
-	if err := Verify(b, info); err != nil {
-		release()
-		return nil, nil, err
-	}
-	return data, release, nil
 }
 
 // Verify checks a block's Info from this node's tier against the size

@@ -328,32 +328,6 @@ func (t *Tier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, erro
 	return dst, fmt.Errorf("%w: block %s was held by %s", store.ErrLost, b.ID, strings.Join(gone, " and "))
 }
 
-// View returns the block's bytes: in place when this node holds it in
-// memory, else read as Read does into recycled block memory, which
-// release gives back.
-func (t *Tier) View(ctx context.Context, b meta.Block) ([]byte, func(), error) {
-	if t.holds(b) {
-		data, release, err := local.NodeTier{Store: t.cfg.Local}.View(ctx, b)
-		if err == nil {
-			return data, release, nil
-		}
-		if len(b.Holders) <= 1 {
-			return nil, nil, err
-		}
-		// Lost or corrupt here: Read tries the other holders.
-	}
-	var buf []byte
-	if b.Size <= blocks.DefaultSize {
-		buf = t.cfg.Local.Alloc(0)
-	}
-	data, err := t.Read(ctx, b, buf)
-	if err != nil {
-		t.cfg.Local.Release(data)
-		return nil, nil, err
-	}
-	return data, blocks.Once(func() { t.cfg.Local.Release(data) }), nil
-}
-
 // Alloc returns a buffer for a block from this node's recycled memory.
 func (t *Tier) Alloc(n int) []byte { return t.cfg.Local.Alloc(n) }
 
