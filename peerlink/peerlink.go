@@ -18,8 +18,8 @@
 //	pull:  C→S Request{op:"pull"}   S→C Answer (error, or size and mode)
 //	       clear:  C→S one byte 'G' (TLS), then S→C size bytes on the TCP socket
 //	       tls:    S→C size bytes through TLS
-//	       trailer (Answer.Trailer): then S→C Answer{checksum} (TLS), or
-//	       an error answer when the holder could not send every byte
+//	       trailer (Answer.Trailer): then S→C Answer{checksum} (TLS); a
+//	       holder that cannot send every byte drops the connection
 //	take:  C→S Request{op:"take"}   S→C Answer (error, or readsLeft)
 //	adopt: C→S Request{op:"adopt"}  S→C Answer (ready, or error)
 //	       C→S size bytes (clear on the socket, or through TLS)
@@ -32,7 +32,9 @@
 // it after the payload (Request.Trailer) and the holder does not know it
 // yet (a memfd an instance handed over unchecked), in a trailer frame: the
 // holder then computes it in the same pass that sends the bytes instead of
-// in a pass before them. It travels inside TLS either way, so clear
+// in a pass before them, and may answer before the bytes are ready (while
+// the instance that wrote them unmaps), so that the puller allocates their
+// memory meanwhile. The checksum travels inside TLS either way, so clear
 // payloads stay checked against a checksum no one on the path can forge.
 // A holder that predates trailers ignores Request.Trailer and answers with
 // the checksum first, which the puller accepts as before.
