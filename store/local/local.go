@@ -312,7 +312,10 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 	if size < -1 {
 		return w, fmt.Errorf("%w: size %d; use -1 for unknown", store.ErrInvalidArgument, size)
 	}
-	h := newHasher()
+	// A small body is hashed in line, into a buffer of its own size: a
+	// goroutine and a pooled 1 MiB buffer cost more than they save there.
+	small := size >= 0 && size < int64(s.cfg.BlockSize)/16
+	h := newHasher(!small)
 	defer func() {
 		sum := h.finish() // the hasher must be done with the blocks before they are freed
 		if err != nil {
@@ -331,12 +334,15 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 	if size >= 0 && size < int64(bufSize) {
 		bufSize = int(size) + 1 // room to see a body longer than declared
 	}
-	buf := s.blocks.Alloc(bufSize)
+	var buf []byte
+	if small {
+		buf = make([]byte, bufSize)
+	} else {
+		buf = s.blocks.Alloc(bufSize)
+	}
 	defer func() {
-		if buf != nil {
-			h.wait() // it may still be hashing the last block read into buf
-			s.blocks.Release(buf)
-		}
+		h.wait() // it may still be hashing the last block read into buf
+		s.blocks.Release(buf)
 	}()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -348,7 +354,9 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 			if err != nil {
 				return w, err
 			}
-			if kept {
+			if kept && small {
+				buf = make([]byte, len(buf)) // to see a body longer than declared
+			} else if kept {
 				buf = s.blocks.Alloc(len(buf))
 			} else {
 				h.wait()
@@ -396,7 +404,7 @@ func (s *Store) putBlock(ctx context.Context, w *written, h *hasher, data []byte
 }
 
 // hasher computes the MD5 of a body's blocks, in order, on a goroutine of
-// its own.
+// its own, or in line when made with async false.
 type hasher struct {
 	in      chan []byte
 	pending sync.WaitGroup // blocks added and not yet hashed
@@ -405,8 +413,12 @@ type hasher struct {
 	sum     []byte
 }
 
-func newHasher() *hasher {
-	h := &hasher{in: make(chan []byte, 64), done: make(chan struct{}), h: md5.New()}
+func newHasher(async bool) *hasher {
+	h := &hasher{h: md5.New()}
+	if !async {
+		return h
+	}
+	h.in, h.done = make(chan []byte, 64), make(chan struct{})
 	go func() {
 		defer close(h.done)
 		for b := range h.in {
@@ -419,6 +431,10 @@ func newHasher() *hasher {
 
 // add queues b; the caller keeps it unchanged until wait or finish.
 func (h *hasher) add(b []byte) {
+	if h.in == nil {
+		h.h.Write(b)
+		return
+	}
 	h.pending.Add(1)
 	h.in <- b
 }
@@ -429,8 +445,10 @@ func (h *hasher) wait() { h.pending.Wait() }
 // finish ends the hasher and returns the MD5; later calls return it again.
 func (h *hasher) finish() []byte {
 	if h.sum == nil {
-		close(h.in)
-		<-h.done
+		if h.in != nil {
+			close(h.in)
+			<-h.done
+		}
 		h.sum = h.h.Sum(nil)
 	}
 	return h.sum
