@@ -216,27 +216,15 @@ func (a *Agent) fdRequest(req fdpass.Request, f *os.File, caller string) (_ fdpa
 // buffer reader's own, passed as it is (no dup): release closes the read
 // once the answer is sent.
 func (a *Agent) fdGet(token, caller string) (fdpass.Response, *os.File, io.Closer) {
-	ctx := a.ctx
-	p, err := a.refs.Open(ctx, token, readerName(caller))
+	// Fetch lands a payload held elsewhere in this node's store first (one
+	// pass, checked), so the payload always has a descriptor.
+	p, err := a.refs.Fetch(a.ctx, token, readerName(caller))
 	if err != nil {
 		return fdResponse(err), nil, nil
 	}
 	a.metrics.bytes.WithLabelValues("ref", "in").Add(float64(p.Ref.Size))
 	resp := fdpass.Response{Size: p.Ref.Size, Checksum: p.Ref.Checksum, Deferred: p.Ref.Deferred, Expires: p.Ref.Expires.Unix()}
-	if f := p.File(); f != nil {
-		return resp, f, p
-	}
-	defer p.Close()
-	// Pulled: land it in a local buffer readable once, by this call.
-	_, info, err := a.refs.Put(ctx, p, p.Ref.Size, refpass.Options{Issuer: readerName(caller), Readers: []string{ref.AnyReader}, Reads: 1})
-	if err != nil {
-		return fdResponse(err), nil, nil
-	}
-	rd, err := a.refs.Store().Open(info.ID)
-	if err != nil {
-		return fdResponse(err), nil, nil
-	}
-	return resp, rd.File(), rd
+	return resp, p.File(), p
 }
 
 func fdResponse(err error) fdpass.Response {
