@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/handoff-dev/handoff/stream/internal/crc32c"
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // The benchmarks move b.N chunks of 256 KiB from a writing goroutine to a

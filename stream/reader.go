@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/handoff-dev/handoff/stream/internal/crc32c"
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // Reader reads a framed stream and checks its trailer. It is not safe for

@@ -6,7 +6,7 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"github.com/handoff-dev/handoff/stream/internal/crc32c"
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // prefix is the room in front of buffered data for the stream header and
