@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-dev/handoff/internal/crc32c"
 	"github.com/handoff-dev/handoff/memfd"
 )
 
@@ -26,10 +26,6 @@ const (
 	// of the last step is given back when the Put ends.
 	reserveStep = 4 << 20
 )
-
-// castagnoli is the CRC-32C table (hardware accelerated on amd64 and
-// arm64), the checksum references carry.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // copyBufs recycles the copy buffers of Puts and Readers.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
@@ -215,7 +211,7 @@ func (p *put) Write(b []byte) (int, error) {
 		}
 	}
 	w, err := p.f.Write(b)
-	p.crc = crc32.Update(p.crc, castagnoli, b[:w])
+	p.crc = crc32c.Update(p.crc, b[:w])
 	p.written += int64(w)
 	if err != nil && p.spilled {
 		return w, fmt.Errorf("%w: writing spill file in %s: %w", ErrFull, p.s.cfg.SpillDir, err)

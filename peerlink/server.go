@@ -5,13 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // Payload is what a Handler gives for a pull. File, when not nil, is the
@@ -245,7 +246,7 @@ func sendSummed(dst io.Writer, p io.Reader, size int64) (uint32, error) {
 		if _, err := io.ReadFull(p, b); err != nil {
 			return 0, fmt.Errorf("peerlink: reading the payload, %d bytes before its end: %w", left, err)
 		}
-		sum = crc32.Update(sum, castagnoli, b)
+		sum = crc32c.Update(sum, b)
 		if _, err := dst.Write(b); err != nil {
 			return 0, err
 		}

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/handoff-dev/handoff/buffer"
 	"github.com/handoff-dev/handoff/clock"
+	"github.com/handoff-dev/handoff/internal/crc32c"
 	"github.com/handoff-dev/handoff/peerlink"
 	"github.com/handoff-dev/handoff/pki"
 	"github.com/handoff-dev/handoff/ref"
@@ -322,7 +322,7 @@ func (s *Service) checksum(ctx context.Context, rd *buffer.Reader) (uint32, erro
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	h := crc32.New(castagnoli)
+	h := crc32c.New()
 	if _, err := io.CopyBuffer(h, io.NewSectionReader(rd, 0, rd.Info().Size), *bp); err != nil {
 		return 0, err
 	}
@@ -476,8 +476,6 @@ type verifying struct {
 	crc     uint32
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 func (v *verifying) Read(p []byte) (int, error) {
 	if v.left == 0 {
 		return 0, io.EOF
@@ -486,7 +484,7 @@ func (v *verifying) Read(p []byte) (int, error) {
 		p = p[:v.left]
 	}
 	n, err := v.r.Read(p)
-	v.crc = crc32.Update(v.crc, castagnoli, p[:n])
+	v.crc = crc32c.Update(v.crc, p[:n])
 	v.left -= int64(n)
 	if v.left == 0 {
 		if err != nil && err != io.EOF {

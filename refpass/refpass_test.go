@@ -19,6 +19,10 @@ import (
 	"github.com/handoff-dev/handoff/ref"
 )
 
+// castagnoli is hash/crc32's CRC-32C, the reference the package's checksums
+// are checked against.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // cluster is n real services, each with its own store and a peer listener
 // on loopback, knowing each other, sharing one key.
 type cluster struct {

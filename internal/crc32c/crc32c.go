@@ -6,7 +6,10 @@
 // format costs over a raw pipe.
 package crc32c
 
-import "hash/crc32"
+import (
+	"hash"
+	"hash/crc32"
+)
 
 var table = crc32.MakeTable(crc32.Castagnoli)
 
@@ -22,3 +25,18 @@ func Update(crc uint32, p []byte) uint32 {
 
 // Checksum returns the CRC-32C of p.
 func Checksum(p []byte) uint32 { return Update(0, p) }
+
+// New returns a hash.Hash32 of CRC-32C, as crc32.New of the Castagnoli
+// table does.
+func New() hash.Hash32 { return new(digest) }
+
+type digest struct{ crc uint32 }
+
+func (d *digest) Write(p []byte) (int, error) { d.crc = Update(d.crc, p); return len(p), nil }
+func (d *digest) Sum32() uint32               { return d.crc }
+func (d *digest) Reset()                      { d.crc = 0 }
+func (d *digest) Size() int                   { return crc32.Size }
+func (d *digest) BlockSize() int              { return 1 }
+func (d *digest) Sum(in []byte) []byte {
+	return append(in, byte(d.crc>>24), byte(d.crc>>16), byte(d.crc>>8), byte(d.crc))
+}

@@ -1,6 +1,7 @@
 package crc32c
 
 import (
+	"bytes"
 	"hash/crc32"
 	"math/rand/v2"
 	"strconv"
@@ -81,5 +82,21 @@ func BenchmarkUpdate(b *testing.B) {
 				Update(0, p)
 			}
 		})
+	}
+}
+
+func TestNewMatchesStdlib(t *testing.T) {
+	p := make([]byte, 100<<10+3)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	h, want := New(), crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	for _, n := range []int{0, 1, 4096, 70000, len(p)} {
+		h.Write(p[:n])
+		want.Write(p[:n])
+		if h.Sum32() != want.Sum32() || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+			t.Fatalf("after %d more bytes: %08x, want %08x", n, h.Sum32(), want.Sum32())
+		}
 	}
 }
