@@ -281,6 +281,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ctx = runCtx
 	api := &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
 	local := &http.Server{Handler: a.localHandler("", ""), ReadHeaderTimeout: 10 * time.Second}
+	// Mount before serving: instance starts read where it is mounted.
+	unmount := a.mountStore()
+	defer unmount()
 	errc := make(chan error, 5)
 	go func() { errc <- api.Serve(a.ln) }()
 	go func() { errc <- local.Serve(a.localLn) }()
@@ -296,8 +299,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopSweep()
 	stopS3 := a.serveS3()
 	defer stopS3()
-	unmount := a.mountStore()
-	defer unmount()
 	if stopCSI, err := a.serveCSI(errc); err != nil {
 		errc <- err
 	} else if stopCSI != nil {
