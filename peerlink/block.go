@@ -5,12 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // The store's block operations, between the node agents that hold an
@@ -62,8 +63,6 @@ type BlockAllocator interface {
 	AllocBlock(n int) []byte
 	ReleaseBlock(buf []byte)
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // block answers one block operation; false means the connection is
 // unusable.
@@ -149,7 +148,7 @@ func (s *Server) blockPut(tc *tls.Conn, raw net.Conn, req Request) bool {
 		}
 		return false
 	}
-	if got := crc32.Checksum(data, castagnoli); got != req.Checksum {
+	if got := crc32c.Checksum(data); got != req.Checksum {
 		if alloc != nil {
 			alloc.ReleaseBlock(data)
 		}

@@ -10,6 +10,10 @@ import (
 	"testing"
 )
 
+// castagnoli is hash/crc32's CRC-32C, the reference the package's checksums
+// are checked against.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // mapBlocks holds blocks in a map, for the block operations' tests.
 type mapBlocks struct {
 	mu sync.Mutex

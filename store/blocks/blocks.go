@@ -3,24 +3,21 @@ package blocks
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/handoff-dev/handoff/internal/crc32c"
 )
 
 // DefaultSize is the block size the store's writers use unless told
 // otherwise: 1 MiB, as Apache Crail.
 const DefaultSize = 1 << 20
 
-// castagnoli is the CRC-32C table; the hash uses the CPU's instruction
-// where there is one.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // Checksum returns the CRC-32C (Castagnoli) of b, as the store computes it.
-func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+func Checksum(b []byte) uint32 { return crc32c.Checksum(b) }
 
 // spillExt ends the name of every spill file, so New can recognise its own
 // leftovers.
