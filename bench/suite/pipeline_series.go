@@ -81,7 +81,7 @@ func (e Env) measureStreams(ctx context.Context, near, far *pipelinePlatform, ra
 		},
 		wf(far, 1),
 	}
-	fmt.Fprintf(e.Log, "measuring streams of %s: raw pipe, Handoff on one node, raw TCP, Handoff across nodes (%d repetitions)\n", bench.FormatSize(sz.stream), sz.reps)
+	fmt.Fprintf(e.Log, "measuring streams of %s: raw pipe, Handoff on one node, raw TCP, Handoff across nodes (%d repetitions)\n", bench.FormatSize(sz.stream), sz.streamReps)
 	// A small warm-up of each: instances built and started once, the
 	// placement checked before the long runs.
 	for i, run := range runners {
@@ -91,7 +91,7 @@ func (e Env) measureStreams(ctx context.Context, near, far *pipelinePlatform, ra
 			series[i].Placement = where
 		}
 	}
-	for range sz.reps {
+	for range sz.streamReps {
 		for i, run := range runners {
 			t, took, _, err := run(sz.stream)
 			if err != nil {
