@@ -72,16 +72,9 @@ type Response struct {
 // Send writes msg as one message, with f's descriptor attached when f is
 // not nil. f stays open; the receiver gets a duplicate.
 func Send(c *net.UnixConn, msg any, f *os.File) error {
-	b, err := json.Marshal(msg)
+	b, oob, err := encode(msg, f)
 	if err != nil {
 		return err
-	}
-	if len(b) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessage)
-	}
-	var oob []byte
-	if f != nil {
-		oob = syscall.UnixRights(int(f.Fd()))
 	}
 	n, oobn, err := c.WriteMsgUnix(b, oob, nil)
 	if err != nil {
@@ -91,6 +84,20 @@ func Send(c *net.UnixConn, msg any, f *os.File) error {
 		return fmt.Errorf("fdpass: short write (%d of %d bytes)", n, len(b))
 	}
 	return nil
+}
+
+// encode is a message as sent: its JSON, and f's descriptor as rights.
+func encode(msg any, f *os.File) (b, oob []byte, err error) {
+	if b, err = json.Marshal(msg); err != nil {
+		return nil, nil, err
+	}
+	if len(b) > MaxMessage {
+		return nil, nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessage)
+	}
+	if f != nil {
+		oob = syscall.UnixRights(int(f.Fd()))
+	}
+	return b, oob, nil
 }
 
 // Recv reads one message into msg and returns the descriptor that came
@@ -224,16 +231,9 @@ func (c *Conn) File() *os.File { return c.f }
 
 // Send is the package's Send on c.
 func (c *Conn) Send(msg any, f *os.File) error {
-	b, err := json.Marshal(msg)
+	b, oob, err := encode(msg, f)
 	if err != nil {
 		return err
-	}
-	if len(b) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxMessage)
-	}
-	var oob []byte
-	if f != nil {
-		oob = syscall.UnixRights(int(f.Fd()))
 	}
 	for {
 		err = syscall.Sendmsg(c.fd, b, oob, nil, syscall.MSG_NOSIGNAL)
