@@ -36,7 +36,14 @@ import (
 	"github.com/handoff-dev/handoff/direct"
 	"github.com/handoff-dev/handoff/direct/shm"
 	"github.com/handoff-dev/handoff/fdpass"
+	"github.com/handoff-dev/handoff/internal/prefault"
 )
+
+// PrefaultHeap is how much of the Go heap a process makes resident, once,
+// when it first acquires a lease whose calls poll (mode hot or auto), so
+// that its first calls do not fault fresh pages in (tens of µs each in a
+// VM: the tail of a hot call's latency).
+const PrefaultHeap = 16 << 20
 
 // ErrRedirected means the node named another node that can grant the
 // lease, and that one could not either.
@@ -156,6 +163,12 @@ func (c *Client) Acquire(ctx context.Context, req api.LeaseRequest) (*Lease, err
 				err = fmt.Errorf("%w: %w", ErrRedirected, err)
 			}
 			return nil, err
+		}
+		if g.Mode != "warm" {
+			// Calls that poll are worth microseconds: have this
+			// process's heap resident before the first (see
+			// package prefault).
+			prefault.Heap(PrefaultHeap)
 		}
 		l := &Lease{c: c, base: base, grant: g, execs: make([]*direct.Client, len(g.Executors))}
 		if err := l.connect(ctx); err != nil {

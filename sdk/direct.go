@@ -18,6 +18,7 @@ import (
 	"github.com/handoff-dev/handoff/direct"
 	"github.com/handoff-dev/handoff/direct/shm"
 	"github.com/handoff-dev/handoff/fdpass"
+	"github.com/handoff-dev/handoff/internal/prefault"
 )
 
 // A leased executor ($HANDOFF_LEASE set by the node agent) takes direct
@@ -64,6 +65,11 @@ func startDirect(ctx context.Context, raw Handler, h http.Handler) error {
 		e.mode = shm.Warm
 	default:
 		e.mode = shm.Auto
+	}
+	if e.mode != shm.Warm {
+		// A polling executor answers in microseconds, so a page
+		// fault on the way is its tail: have the heap resident first.
+		prefault.Heap(16 << 20)
 	}
 	fn := direct.Handler(raw)
 	if raw == nil {
