@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +16,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/wire"
 )
 
 // Header names of the instance contract.
@@ -87,20 +92,28 @@ func serveContext(ctx context.Context, h http.Handler, raw Handler) error {
 		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", port)
+	wrapped := wrap(h, maxBody)
+	// The framed listener opens before the HTTP one: once the node agent
+	// sees $PORT accept, the gateway may come straight here.
+	ws := startWire(wrapped)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
+		ws.close()
 		return fmt.Errorf("sdk: cannot listen on %s: %w (is another process using the port?)", addr, err)
 	}
 	if err := startDirect(ctx, raw, h); err != nil {
 		ln.Close()
+		ws.close()
 		return err
 	}
-	return serve(ctx, ln, wrap(h, maxBody))
+	announceReady(ws)
+	return serve(ctx, ln, wrapped, ws)
 }
 
-// serve runs an http.Server on ln until ctx is done and then drains it.
-func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+// serve runs an http.Server on ln (and the framed server ws, if any) until
+// ctx is done and then drains both.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, ws *wireServer) error {
 	srv := &http.Server{
 		Handler: h,
 		// No ReadTimeout or WriteTimeout: inputs and outputs may be large
@@ -120,9 +133,14 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	wdone := make(chan bool, 1)
+	go func() { wdone <- ws.shutdown(sctx) }()
 	if err := srv.Shutdown(sctx); err != nil {
 		fmt.Fprintf(os.Stderr, "sdk: in-flight requests still running after %v; closing their connections\n", shutdownGrace)
 		srv.Close()
+	}
+	if !<-wdone {
+		fmt.Fprintf(os.Stderr, "sdk: framed invocations still running after %v; closing their connections\n", shutdownGrace)
 	}
 	<-errc // http.ErrServerClosed
 	return nil
@@ -390,4 +408,370 @@ func RequestID(ctx context.Context) string {
 // programs that call Invoke outside a handler (and for tests).
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// The framed invocation server. When the node agent gives an instance
+// $HANDOFF_WIRE (an address to listen on) and $HANDOFF_WIRE_SECRET, the SDK
+// also serves invocations in the gateway's framed protocol (package wire)
+// there, so a small invocation goes from the gateway to the instance without
+// the node agent's hop. The gateway opens each connection with the
+// instance's secret (never the cluster token); anything else is closed
+// unanswered. The same wrapped handler serves both listeners.
+
+// wireServer serves framed invocations; a nil *wireServer serves nothing.
+type wireServer struct {
+	ln     net.Listener
+	secret []byte
+	h      http.Handler
+
+	mu       sync.Mutex // guards all following fields
+	conns    map[net.Conn]bool
+	inflight int
+	idle     chan struct{} // closed when inflight drops to 0 while closing
+	closing  bool
+}
+
+// startWire opens the framed listener if the node agent asked for one. A
+// listener that cannot open is not fatal: the gateway then reaches this
+// instance through its node agent, as any HTTP function.
+func startWire(h http.Handler) *wireServer {
+	addr, secret := os.Getenv("HANDOFF_WIRE"), os.Getenv("HANDOFF_WIRE_SECRET")
+	if addr == "" || secret == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sdk: cannot serve framed invocations on %s (%v); invocations come through the node agent instead\n", addr, err)
+		return nil
+	}
+	ws := &wireServer{ln: ln, secret: []byte(secret), h: h, conns: map[net.Conn]bool{}}
+	go ws.serve()
+	return ws
+}
+
+// announceReady tells the node agent that the instance serves, through the
+// descriptor it passed in $HANDOFF_READY_FD (if any), so it need not wait
+// for its next connection probe.
+func announceReady(ws *wireServer) {
+	fd, err := strconv.Atoi(os.Getenv("HANDOFF_READY_FD"))
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	if f == nil {
+		return
+	}
+	msg := "ready\n"
+	if ws != nil {
+		msg = "ready wire\n"
+	}
+	_, _ = f.WriteString(msg)
+	f.Close()
+}
+
+func (ws *wireServer) serve() {
+	for {
+		c, err := ws.ln.Accept()
+		if err != nil {
+			return
+		}
+		go ws.conn(c)
+	}
+}
+
+func (ws *wireServer) close() {
+	if ws != nil {
+		ws.ln.Close()
+	}
+}
+
+// track records c as open (idle or busy); false once the server closes.
+func (ws *wireServer) track(c net.Conn, idle bool) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closing {
+		return false
+	}
+	ws.conns[c] = idle
+	return true
+}
+
+// begin counts an invocation; false once the server closes.
+func (ws *wireServer) begin(c net.Conn) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closing {
+		return false
+	}
+	ws.conns[c] = false
+	ws.inflight++
+	return true
+}
+
+func (ws *wireServer) end() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.inflight--
+	if ws.inflight == 0 && ws.idle != nil {
+		close(ws.idle)
+		ws.idle = nil
+	}
+}
+
+// shutdown stops accepting, closes idle connections and waits for the
+// invocations in flight, up to ctx; then it closes every connection. It
+// reports whether the invocations ended in time.
+func (ws *wireServer) shutdown(ctx context.Context) bool {
+	if ws == nil {
+		return true
+	}
+	ws.ln.Close()
+	ws.mu.Lock()
+	ws.closing = true
+	for c, idle := range ws.conns {
+		if idle {
+			_ = c.SetReadDeadline(time.Now())
+		}
+	}
+	var wait chan struct{}
+	if ws.inflight > 0 {
+		ws.idle = make(chan struct{})
+		wait = ws.idle
+	}
+	ws.mu.Unlock()
+	ok := true
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			ok = false
+		}
+	}
+	ws.mu.Lock()
+	for c := range ws.conns {
+		c.Close()
+	}
+	ws.mu.Unlock()
+	return ok
+}
+
+func (ws *wireServer) conn(c net.Conn) {
+	defer func() {
+		ws.mu.Lock()
+		delete(ws.conns, c)
+		ws.mu.Unlock()
+		c.Close()
+	}()
+	if !ws.track(c, true) {
+		return
+	}
+	br, bw := bufio.NewReaderSize(c, 64<<10), bufio.NewWriterSize(c, 64<<10)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	secret, err := wire.ReadHello(br)
+	if err != nil || subtle.ConstantTimeCompare([]byte(secret), ws.secret) != 1 {
+		return // not the gateway: say nothing
+	}
+	bw.WriteByte('K')
+	if bw.Flush() != nil {
+		return
+	}
+	for {
+		_ = c.SetReadDeadline(time.Time{})
+		if !ws.track(c, true) {
+			return
+		}
+		req, err := wire.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if !ws.begin(c) {
+			return
+		}
+		ok := ws.invoke(c, req, bw)
+		ws.end()
+		if !ok {
+			return
+		}
+	}
+}
+
+// headerDeadline carries the gateway's deadline of a framed invocation, in
+// Unix nanoseconds (the same header the node agent reads).
+const headerDeadline = "X-Handoff-Deadline"
+
+// invoke runs one framed request through the handler and writes its answer;
+// false means the connection cannot carry another.
+func (ws *wireServer) invoke(c net.Conn, req *wire.Request, bw *bufio.Writer) bool {
+	ctx := context.Background()
+	if ns, err := strconv.ParseInt(req.Header.Get(headerDeadline), 10, 64); err == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, ns))
+		defer cancel()
+	}
+	req.Header.Del(headerDeadline)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(req.Body))
+	if err != nil {
+		return false
+	}
+	hr.Header = req.Header
+	hr.ContentLength = int64(len(req.Body))
+	hr.Header.Set("Content-Length", strconv.Itoa(len(req.Body)))
+	hr.RequestURI = "/"
+	hr.Host = hr.Header.Get("Host")
+	hr.Header.Del("Host")
+	hr.RemoteAddr = c.RemoteAddr().String()
+	w := &wireWriter{bw: bw, header: http.Header{}}
+	aborted := false
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					fmt.Fprintf(os.Stderr, "sdk: panic serving a framed invocation: %v\n%s", p, debug.Stack())
+				}
+				aborted = true
+			}
+		}()
+		ws.h.ServeHTTP(w, hr)
+	}()
+	if aborted {
+		return w.abort("the function aborted its answer")
+	}
+	return w.finish()
+}
+
+// wireWriter is an http.ResponseWriter that writes a framed answer. Like
+// net/http it holds back a small body, so an answer that ends within it gets
+// a Content-Length (and a sniffed Content-Type) instead of a chunked body.
+type wireWriter struct {
+	bw      *bufio.Writer
+	header  http.Header
+	status  int    // 0 until WriteHeader
+	sent    bool   // the answer head is on the wire
+	held    []byte // body held back until sent
+	body    *wire.BodyWriter
+	written int64 // body bytes accepted
+	limit   int64 // declared Content-Length, -1 if none
+	err     error // the connection failed
+}
+
+// wireHold is how much of a body is held back to find its length.
+const wireHold = 4 << 10
+
+func (w *wireWriter) Header() http.Header { return w.header }
+
+func (w *wireWriter) WriteHeader(code int) {
+	if w.status != 0 || code < 200 {
+		return // informational answers are not forwarded
+	}
+	w.status = code
+	w.limit = -1
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.limit = n
+		} else {
+			w.header.Del("Content-Length")
+		}
+	}
+}
+
+func (w *wireWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.limit >= 0 && w.written+int64(len(p)) > w.limit {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.sent && len(w.held)+len(p) <= wireHold {
+		w.held = append(w.held, p...)
+		return len(p), nil
+	}
+	if !w.sent {
+		w.sendHead(false)
+	}
+	if w.err == nil {
+		_, w.err = w.body.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// Flush sends what is held and buffered (http.Flusher).
+func (w *wireWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sent {
+		w.sendHead(false)
+	}
+	if w.err == nil {
+		w.err = w.bw.Flush()
+	}
+}
+
+// sendHead writes the head and whatever was held back; complete means the
+// handler has returned, so the held bytes are the whole body.
+func (w *wireWriter) sendHead(complete bool) {
+	w.sent = true
+	h := w.header
+	if _, ok := h["Content-Type"]; !ok && len(w.held) > 0 {
+		h.Set("Content-Type", http.DetectContentType(w.held))
+	}
+	if complete && w.limit < 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(len(w.held)))
+	}
+	if err := wire.WriteAnswerHead(w.bw, w.status, h); err != nil {
+		w.err = err
+		return
+	}
+	w.body = wire.NewBodyWriter(w.bw)
+	if len(w.held) > 0 {
+		_, w.err = w.body.Write(w.held)
+	}
+	w.held = nil
+}
+
+// finish ends the answer after the handler returned; false means the
+// connection is unusable.
+func (w *wireWriter) finish() bool {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sent {
+		w.sendHead(true)
+	}
+	if w.err != nil {
+		return false
+	}
+	if w.limit >= 0 && w.written != w.limit {
+		return w.abort(fmt.Sprintf("the function declared %d bytes and wrote %d", w.limit, w.written))
+	}
+	return w.body.Close() == nil
+}
+
+// abort ends an answer that broke off: the gateway sees a broken answer,
+// never a whole one. It reports whether the connection can carry another.
+func (w *wireWriter) abort(msg string) bool {
+	if w.err != nil {
+		return false
+	}
+	if !w.sent {
+		w.status = http.StatusInternalServerError
+		w.held = nil
+		w.header = http.Header{}
+		if err := wire.WriteAnswerHead(w.bw, w.status, w.header); err != nil {
+			return false
+		}
+		w.sent = true
+		w.body = wire.NewBodyWriter(w.bw)
+	}
+	return w.body.Abort(msg) == nil
 }
