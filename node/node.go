@@ -408,7 +408,14 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "start request: "+err.Error())
 		return
 	}
-	inst, err := a.startInstance(r.Context(), id, req, nil, nil)
+	// An SDK instance also serves the gateway's framed protocol on an
+	// address of its own, behind a secret of its own (see wire.go).
+	direct, env, err := a.directFor()
+	if err != nil {
+		httpx.WriteError(w, http.StatusInternalServerError, "start_failed", err.Error())
+		return
+	}
+	inst, err := a.startInstance(r.Context(), id, req, env, nil)
 	if err != nil {
 		var se *startError
 		if errors.As(err, &se) {
@@ -418,7 +425,14 @@ func (a *Agent) handleStart(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusInternalServerError, "start_failed", err.Error())
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, toAPI(inst.Info()))
+	httpx.WriteJSON(w, http.StatusOK, StartAnswer{Instance: toAPI(inst.Info()), Direct: direct})
+}
+
+// StartAnswer is the answer to PUT /v1/instances/{id}: the instance, and
+// where the gateway may send it small invocations itself.
+type StartAnswer struct {
+	api.Instance
+	Direct *Direct `json:"direct,omitempty"`
 }
 
 // startError is a failed start with the status and code to answer with.

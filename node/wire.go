@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -152,3 +154,37 @@ type bufferWriter struct {
 func (w *bufferWriter) Header() http.Header         { return w.h }
 func (w *bufferWriter) Write(p []byte) (int, error) { return w.b.Write(p) }
 func (w *bufferWriter) WriteHeader(int)             {}
+
+// Direct is where an instance built with the SDK serves the gateway's
+// framed protocol itself, and the secret that opens a connection to it. The
+// agent makes both at each start and tells only the control plane (in the
+// answer to the start, over the cluster-token API); the instance gets them
+// in $HANDOFF_WIRE and $HANDOFF_WIRE_SECRET. A program that does not serve
+// there (any plain HTTP function) simply refuses the connection, and the
+// gateway goes through this agent instead.
+type Direct struct {
+	Addr   string `json:"addr"`
+	Secret string `json:"secret"`
+}
+
+// directFor picks a framed address on the host of the agent's own wire
+// listener (which the gateway reaches) and a fresh secret, and returns them
+// with the environment that hands them to the instance.
+func (a *Agent) directFor() (*Direct, []string, error) {
+	host, _, err := net.SplitHostPort(a.wireLn.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: pick a framed port for the instance: %w", a.cfg.ID, err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, nil, err
+	}
+	d := &Direct{Addr: addr, Secret: hex.EncodeToString(b[:])}
+	return d, []string{"HANDOFF_WIRE=" + d.Addr, "HANDOFF_WIRE_SECRET=" + d.Secret}, nil
+}
