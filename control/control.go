@@ -108,6 +108,7 @@ type Server struct {
 	metrics *metrics
 	toNodes http.RoundTripper // small requests on the fast path (httpx.Hybrid)
 	wire    *wirePool         // small invocations to node agents (package wire)
+	direct  *wirePool         // small invocations straight to SDK instances
 	ln      net.Listener
 	ready   chan struct{}
 	pokes   chan string   // function names that need the scaler now
@@ -176,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 		policy:  xfer.Policy{InlineMax: cfg.InlineMax, Available: map[xfer.Mode]bool{xfer.Ref: true}},
 		toNodes: httpx.NewHybrid(),
 		wire:    newWirePool(cfg.Token),
+		direct:  newDirectPool(),
 		ln:      ln,
 		ready:   make(chan struct{}),
 		pokes:   make(chan string, 64),

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -172,9 +173,21 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 		viaRef = n
 	}
-	if b.wireAddr != "" && r.ContentLength >= 0 && r.ContentLength <= wire.MaxBody {
+	small := r.ContentLength >= 0 && r.ContentLength <= wire.MaxBody
+	direct := mode == xfer.Inline && caller == "" && r.Header.Get(refpass.HeaderRef) == ""
+	if small && direct && b.directOn(time.Now()) {
+		// A client's small invocation of an SDK instance goes straight to
+		// it; calls between functions keep the node agent, which turns
+		// large answers into references.
+		status, in, out, err = s.forwardDirect(ctx, w, r, b, set)
+	} else if b.wireAddr != "" && small {
 		// Small bodies take the framed path: one goroutine per side.
-		status, in, out, err = s.forwardWire(ctx, w, r, b, set)
+		body, rerr := io.ReadAll(r.Body)
+		if rerr != nil {
+			status, in, out, err = 0, int64(len(body)), 0, httpx.Upstream(rerr)
+		} else {
+			status, in, out, err = s.forwardWire(ctx, w, r, b, body, set)
+		}
 	} else {
 		status, in, out, err = httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, set)
 	}
@@ -188,6 +201,9 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		case ctx.Err() == context.DeadlineExceeded:
 			status = http.StatusGatewayTimeout
 			httpx.WriteError(w, status, "timeout", fmt.Sprintf("function %s did not answer within its timeout %s; raise `timeout` in its spec", name, f.spec.Timeout.Std()))
+		case errors.As(err, new(directError)):
+			status = http.StatusBadGateway
+			httpx.WriteError(w, status, "instance_failed", fmt.Sprintf("function %s instance %s on node %s failed during the call: %v; it may have crashed (see `handoff logs %s`); a call that may have run is not retried", name, b.id, b.node, errors.Unwrap(errors.Unwrap(err)), name))
 		default:
 			status = http.StatusBadGateway
 			httpx.WriteError(w, status, "node_unreachable", fmt.Sprintf("function %s: node agent %s failed: %v", name, b.node, errors.Unwrap(err)))
@@ -233,11 +249,7 @@ func (s *Server) putRef(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // forwardWire sends a small invocation to b's node agent over the framed
 // protocol. Errors before the answer began satisfy errors.Is(err,
 // httpx.ErrUpstream), as Forward's do.
-func (s *Server) forwardWire(ctx context.Context, w http.ResponseWriter, r *http.Request, b *backend, set func(http.Header)) (int, int64, int64, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return 0, int64(len(body)), 0, httpx.Upstream(err)
-	}
+func (s *Server) forwardWire(ctx context.Context, w http.ResponseWriter, r *http.Request, b *backend, body []byte, set func(http.Header)) (int, int64, int64, error) {
 	h := http.Header{}
 	httpx.CopyHeaders(h, r.Header)
 	set(h)
@@ -246,6 +258,47 @@ func (s *Server) forwardWire(ctx context.Context, w http.ResponseWriter, r *http
 		return 0, int64(len(body)), 0, httpx.Upstream(err)
 	}
 	return status, int64(len(body)), out, nil
+}
+
+// directError is a framed call straight to an instance that failed after
+// the request was sent: the instance may have run it.
+type directError struct{ err error }
+
+func (e directError) Error() string { return e.err.Error() }
+func (e directError) Unwrap() error { return e.err }
+
+// forwardDirect sends a client's small invocation straight to b, an SDK
+// instance serving the framed protocol, with the instance's own secret and
+// without the cluster token. If the instance cannot be reached (not an SDK
+// program, restarting, gone) the call goes through its node agent, which
+// answers as it always has; the direct path rests for a second.
+func (s *Server) forwardDirect(ctx context.Context, w http.ResponseWriter, r *http.Request, b *backend, set func(http.Header)) (int, int64, int64, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return 0, int64(len(body)), 0, httpx.Upstream(err)
+	}
+	h := http.Header{}
+	httpx.CopyHeaders(h, r.Header)
+	set(h)
+	h.Del(httpx.HeaderToken) // never to an instance
+	h.Del(httpx.HeaderCaller)
+	h.Del(node.HeaderDeadline)
+	status, out, err := s.direct.forward(ctx, w, b.direct, &wire.Request{Target: b.id, Header: h, Body: body})
+	if err == nil {
+		return status, int64(len(body)), out, nil
+	}
+	if errors.As(err, new(dialError)) && ctx.Err() == nil {
+		b.directRest(time.Now())
+		if b.wireAddr != "" {
+			return s.forwardWire(ctx, w, r, b, body, set)
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		return httpx.Forward(w, r.WithContext(ctx), s.toNodes, b.nodeURL+"/v1/invoke/"+b.id, set)
+	}
+	if ctx.Err() != nil {
+		return 0, int64(len(body)), 0, httpx.Upstream(ctx.Err())
+	}
+	return 0, int64(len(body)), 0, httpx.Upstream(directError{err})
 }
 
 func (s *Server) routeError(w http.ResponseWriter, name string, f *function, err error) {

@@ -193,18 +193,26 @@ func errorFrom(resp *http.Response) error {
 	return fmt.Errorf("node answered %s: %s", resp.Status, bytes.TrimSpace(b))
 }
 
-func (s *Server) nodeStart(nodeID, id string, f *function) error {
+// nodeStart starts instance id of f on a node and returns where the
+// instance serves framed invocations itself (nil if nowhere).
+func (s *Server) nodeStart(nodeID, id string, f *function) (*node.Direct, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	resp, err := s.nodeRequest(ctx, http.MethodPut, nodeID, "/v1/instances/"+id, node.StartRequest{Function: f.spec, Binary: f.binary})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return errorFrom(resp)
+		return nil, errorFrom(resp)
 	}
-	return nil
+	var ans node.StartAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
+		// The instance runs; only the direct path is unknown.
+		s.log.Warn("start answer unreadable; invocations go through the node agent", "instance", id, "node", nodeID, "err", err)
+		return nil, nil
+	}
+	return ans.Direct, nil
 }
 
 func (s *Server) nodeStop(ctx context.Context, nodeID, id string) error {

@@ -3,8 +3,10 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,10 +25,24 @@ var (
 type backend struct {
 	id, node, nodeURL string
 	wireAddr          string // the node agent's framed port ("" if none)
-	limit             int
-	inflight          int  // guarded by route.mu
-	draining          bool // guarded by route.mu
+	// direct is "ADDR SECRET" where the instance serves framed
+	// invocations itself ("" if it was given none); restUntil (Unix ns) is
+	// when to try it again after a failed dial.
+	direct    string
+	restUntil atomic.Int64
+	limit     int
+	inflight  int  // guarded by route.mu
+	draining  bool // guarded by route.mu
 }
+
+// directOn reports whether to send b a small invocation directly now.
+func (b *backend) directOn(now time.Time) bool {
+	return b.direct != "" && now.UnixNano() >= b.restUntil.Load()
+}
+
+// directRest sends b's invocations through its node agent for a second,
+// after its framed address refused a connection.
+func (b *backend) directRest(now time.Time) { b.restUntil.Store(now.Add(time.Second).UnixNano()) }
 
 // route load-balances one function's invocations over its instances. Requests
 // that find every instance at its limit (or no instance at all, when the
@@ -211,6 +227,30 @@ func (r *route) remove(id string) *backend {
 		}
 	}
 	return nil
+}
+
+// waitIdle waits until instance id has no invocation in flight through
+// this router (it is draining, so none start), it has left rotation, or ctx
+// ends.
+func (r *route) waitIdle(ctx context.Context, id string) error {
+	for {
+		r.mu.Lock()
+		busy := 0
+		for _, b := range r.backends {
+			if b.id == id {
+				busy = b.inflight
+			}
+		}
+		r.mu.Unlock()
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("instance %s still has %d invocations in flight: %w", id, busy, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // drainOne marks the idlest non-draining instance as draining and returns it.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -126,7 +127,7 @@ func newInstanceID(fn string) string {
 func (s *Server) startInstance(f *function, node string) {
 	id := newInstanceID(f.spec.Name)
 	start := time.Now()
-	err := s.nodeStart(node, id, f)
+	direct, err := s.nodeStart(node, id, f)
 	s.mu.Lock()
 	f.starting--
 	if n := s.nodes[node]; n != nil {
@@ -154,13 +155,22 @@ func (s *Server) startInstance(f *function, node string) {
 	s.metrics.coldStarts.WithLabelValues(f.spec.Name).Inc()
 	s.metrics.coldStart.Observe(time.Since(start).Seconds())
 	s.log.Info("instance ready", "function", f.spec.Name, "instance", id, "node", node, "took", time.Since(start).Round(time.Microsecond))
-	f.route.add(&backend{id: id, node: node, nodeURL: nodeURL, wireAddr: wireAddr, limit: f.spec.Concurrency})
+	b := &backend{id: id, node: node, nodeURL: nodeURL, wireAddr: wireAddr, limit: f.spec.Concurrency}
+	if direct != nil && direct.Addr != "" && direct.Secret != "" && !strings.Contains(direct.Addr, " ") {
+		b.direct = direct.Addr + " " + direct.Secret
+	}
+	f.route.add(b)
 }
 
 // stopInstance drains and stops an instance, then forgets it.
 func (s *Server) stopInstance(f *function, ref *instanceRef) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.spec.Timeout.Std()+10*time.Second)
 	defer cancel()
+	// Invocations sent straight to the instance bypass its node agent's
+	// count: wait for the router's own before the node stops it.
+	if err := f.route.waitIdle(ctx, ref.id); err != nil {
+		s.log.Warn("drain before stop cut short", "instance", ref.id, "err", err)
+	}
 	if err := s.nodeStop(ctx, ref.node, ref.id); err != nil {
 		s.log.Warn("stop instance", "instance", ref.id, "node", ref.node, "err", err)
 	}

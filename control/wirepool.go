@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/httpx"
@@ -23,25 +24,45 @@ type wirePool struct {
 }
 
 func newWirePool(token string) *wirePool {
-	d := &net.Dialer{Timeout: 5 * time.Second}
 	return &wirePool{httpx.Pool{Dial: func(ctx context.Context, addr string) (*httpx.Conn, error) {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		wc := &httpx.Conn{C: c, R: bufio.NewReaderSize(c, 64<<10), W: bufio.NewWriterSize(c, 64<<10)}
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if err := wire.WriteHello(wc.W, token); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if b, err := wc.R.ReadByte(); err != nil || b != 'K' {
-			c.Close()
-			return nil, fmt.Errorf("node agent at %s refused the cluster token", addr)
-		}
-		_ = c.SetDeadline(time.Time{})
-		return wc, nil
+		return dialWire(ctx, addr, token, "node agent")
 	}}}
+}
+
+// newDirectPool keeps framed connections straight to SDK instances. A key
+// is "ADDR SECRET": each instance has a secret of its own, which opens its
+// connections (the cluster token never goes to an instance).
+func newDirectPool() *wirePool {
+	return &wirePool{httpx.Pool{Dial: func(ctx context.Context, key string) (*httpx.Conn, error) {
+		addr, secret, _ := strings.Cut(key, " ")
+		return dialWire(ctx, addr, secret, "instance")
+	}}}
+}
+
+// dialError is a failure to open a connection: nothing was sent.
+type dialError struct{ err error }
+
+func (e dialError) Error() string { return e.err.Error() }
+func (e dialError) Unwrap() error { return e.err }
+
+func dialWire(ctx context.Context, addr, secret, who string) (*httpx.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, dialError{err}
+	}
+	wc := &httpx.Conn{C: c, R: bufio.NewReaderSize(c, 64<<10), W: bufio.NewWriterSize(c, 64<<10)}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := wire.WriteHello(wc.W, secret); err != nil {
+		c.Close()
+		return nil, dialError{err}
+	}
+	if b, err := wc.R.ReadByte(); err != nil || b != 'K' {
+		c.Close()
+		return nil, dialError{fmt.Errorf("%s at %s refused the connection's secret", who, addr)}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return wc, nil
 }
 
 // forward sends one small invocation over the wire to the node agent at addr
