@@ -27,7 +27,9 @@ import (
 // disks, written to the writing node first and, for objects with
 // replicas, to other live nodes too (package store/spread); a block held
 // elsewhere is pulled over the peer link. An object put through one node
-// is read through any other. Instances find the API in their environment:
+// is read through any other. The node caches the metadata it has seen,
+// and the control plane tells every node of each change before it
+// reports the change done. Instances find the API in their environment:
 //
 //	HANDOFF_S3_ENDPOINT, AWS_ENDPOINT_URL_S3   http://host:port of this node's S3 API
 //	AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY    the credential it takes
@@ -65,8 +67,13 @@ func (a *Agent) setupStore() error {
 	if err != nil {
 		return fmt.Errorf("node %s: store: %w", a.cfg.ID, err)
 	}
-	md := &metarpc.Client{BaseURL: a.cfg.ControlURL + "/v1/store/meta", Header: http.Header{}}
-	httpx.SetToken(md.Header, a.cfg.Token)
+	rpc := &metarpc.Client{BaseURL: a.cfg.ControlURL + "/v1/store/meta", Header: http.Header{}}
+	httpx.SetToken(rpc.Header, a.cfg.Token)
+	// Metadata the node has seen is served from its cache, kept correct
+	// by the control plane's invalidations (metarpc.Cache): a fresh
+	// instance's first read of a known object costs no round trip to
+	// the control plane.
+	md := metarpc.NewCache(rpc, metarpc.CacheOptions{Log: a.log})
 	tc := spread.Config{Self: a.holder, Local: bs, Members: md.Members, Logger: a.log}
 	if a.member != nil {
 		tc.Link = &peerlink.Client{TLS: a.member.ClientConfig(""), Clear: !a.cfg.PeerEncrypt}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/handoff-dev/handoff/store"
@@ -77,12 +78,23 @@ type Handler struct {
 	// Members lists the node agents holding blocks (holder name → peer
 	// address); nil answers none.
 	Members func() map[string]string
+	// Lease is how long a watching node may serve its cache after a
+	// renewal (default DefaultLease): the longest a change waits for a
+	// node that stopped answering.
+	Lease time.Duration
+
+	once sync.Once
+	hub  *hub
 }
 
 // ServeHTTP answers one operation, named by the request path's last
 // element (r.PathValue("op") when mounted with a {op} pattern).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := r.PathValue("op")
+	if op == "watch" {
+		h.serveWatch(w, r)
+		return
+	}
 	var q Request
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&q); err != nil && !errors.Is(err, io.EOF) {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("%w: metadata request: %v", store.ErrInvalidArgument, err))
@@ -99,6 +111,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeErr(w, status, err)
 		return
+	}
+	// The change is reported only once every node cache has dropped
+	// what it made stale, or can no longer serve it.
+	switch op {
+	case "createBucket", "deleteBucket":
+		h.theHub().invalidate(InvalBucket, q.Bucket, "")
+	case "putObject":
+		h.theHub().invalidate(InvalKey, q.Object.Bucket, q.Object.Key)
+	case "deleteObject", "completeUpload":
+		h.theHub().invalidate(InvalKey, q.Bucket, q.Key)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(a)

@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoff-dev/handoff/peerlink"
@@ -76,6 +77,10 @@ type Tier struct {
 	closed  bool
 
 	deletes sync.WaitGroup // deletes in flight on other members
+
+	refreshing atomic.Bool // a members lookup runs in the background
+
+	copies *copyCache // small blocks pulled from other members
 }
 
 var (
@@ -98,7 +103,7 @@ func New(cfg Config) *Tier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Tier{cfg: cfg}
+	return &Tier{cfg: cfg, copies: newCopyCache()}
 }
 
 // live returns the members list, asking for it again when it is older
@@ -113,6 +118,18 @@ func (t *Tier) live(ctx context.Context, fresh bool) map[string]string {
 	m, at := t.members, t.fetched
 	t.mu.Unlock()
 	if t.cfg.Members == nil || (m != nil && t.cfg.Now().Sub(at) < maxAge) {
+		return m
+	}
+	if m != nil && !fresh {
+		// A list a little old serves while a new one is fetched beside
+		// the read, which would otherwise wait a round trip to the
+		// control plane once a second.
+		if t.refreshing.CompareAndSwap(false, true) {
+			go func() {
+				defer t.refreshing.Store(false)
+				t.live(context.WithoutCancel(ctx), true)
+			}()
+		}
 		return m
 	}
 	t.fetch.Lock()
@@ -281,6 +298,9 @@ func (t *Tier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, erro
 		}
 		dst = data[:start]
 	}
+	if data, ok := t.copies.get(b.ID, dst); ok {
+		return data, nil
+	}
 	for _, h := range b.Holders {
 		if h == t.cfg.Self {
 			continue
@@ -317,6 +337,7 @@ func (t *Tier) Read(ctx context.Context, b meta.Block, dst []byte) ([]byte, erro
 			dst = data[:start]
 			continue
 		}
+		t.copies.put(b.ID, data[start:])
 		return data, nil
 	}
 	switch {
@@ -365,6 +386,7 @@ func (t *Tier) Check(b meta.Block) error {
 func (t *Tier) Delete(bl []meta.Block) {
 	remoteIDs := map[string][]string{}
 	for _, b := range bl {
+		t.copies.drop(b.ID)
 		if t.holds(b) {
 			t.cfg.Local.Delete(b.ID) // ErrNotFound: gone already
 		}
