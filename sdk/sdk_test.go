@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/handoff-dev/handoff/wire"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -573,5 +576,198 @@ func BenchmarkInvokeEcho(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// startWireInstance starts an instance that also serves framed invocations
+// behind secret, as a node agent starts an SDK instance, and returns the
+// framed address.
+func startWireInstance(t *testing.T, h http.Handler, secret string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	t.Setenv("HANDOFF_WIRE", addr)
+	t.Setenv("HANDOFF_WIRE_SECRET", secret)
+	startInstance(t, h)
+	return addr
+}
+
+// dialInstanceWire opens a framed connection with secret; ok is false when
+// the instance closed it without accepting.
+func dialInstanceWire(t *testing.T, addr, secret string) (c net.Conn, br *bufio.Reader, bw *bufio.Writer, ok bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	br, bw = bufio.NewReader(c), bufio.NewWriter(c)
+	if err := wire.WriteHello(bw, secret); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := br.ReadByte()
+	_ = c.SetReadDeadline(time.Time{})
+	return c, br, bw, err == nil && b == 'K'
+}
+
+// wireCall sends one framed request and reads the whole answer.
+func wireCall(t *testing.T, br *bufio.Reader, bw *bufio.Writer, h http.Header, body string) (int, http.Header, string, error) {
+	t.Helper()
+	if h == nil {
+		h = http.Header{}
+	}
+	if err := wire.WriteRequest(bw, &wire.Request{Target: "i-1", Header: h, Body: []byte(body)}); err != nil {
+		t.Fatal(err)
+	}
+	status, ah, err := wire.ReadAnswerHead(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(wire.NewBodyReader(br))
+	return status, ah, string(out), err
+}
+
+func TestWireRefusesAForgedOrAbsentSecret(t *testing.T) {
+	addr := startWireInstance(t, HandlerFunc(echo), "s3cret-of-this-instance")
+	for _, secret := range []string{"", "forged", "s3cret-of-this-instanc", "s3cret-of-this-instance-and-more"} {
+		if _, _, _, ok := dialInstanceWire(t, addr, secret); ok {
+			t.Errorf("secret %q was accepted", secret)
+		}
+	}
+	// Bytes that are not a hello at all are refused too.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _ := c.Read(make([]byte, 1)); n != 0 {
+		t.Error("an HTTP request on the framed port got an answer")
+	}
+	if _, _, _, ok := dialInstanceWire(t, addr, "s3cret-of-this-instance"); !ok {
+		t.Fatal("the right secret was refused")
+	}
+}
+
+func TestWireServesTheWrappedHandler(t *testing.T) {
+	addr := startWireInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("X-Case") {
+		case "echo":
+			HandlerFunc(echo).ServeHTTP(w, r)
+		case "reqid":
+			io.WriteString(w, RequestID(r.Context()))
+		case "deadline":
+			dl, ok := r.Context().Deadline()
+			fmt.Fprint(w, ok, dl.UnixNano(), r.Header.Get("X-Handoff-Deadline"))
+		case "fail":
+			HandlerFunc(func(context.Context, []byte) ([]byte, error) { return nil, Errorf(409, "taken") }).ServeHTTP(w, r)
+		case "big":
+			w.Write(bytes.Repeat([]byte("b"), 3<<20))
+		case "panic-late":
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic("late")
+		case "short":
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		}
+	}), "k")
+	_, br, bw, ok := dialInstanceWire(t, addr, "k")
+	if !ok {
+		t.Fatal("refused")
+	}
+	status, h, out, err := wireCall(t, br, bw, http.Header{"X-Case": {"echo"}}, "hello")
+	if err != nil || status != 200 || out != "hello" || h.Get("Content-Length") != "5" || h.Get("Content-Type") == "" {
+		t.Fatalf("echo: %d %v %q %v", status, h, out, err)
+	}
+	_, _, out, _ = wireCall(t, br, bw, http.Header{"X-Case": {"reqid"}, "X-Handoff-Request-Id": {"rid-7"}}, "")
+	if out != "rid-7" {
+		t.Errorf("request id in the handler: %q", out)
+	}
+	dl := time.Now().Add(time.Hour).UnixNano()
+	_, _, out, _ = wireCall(t, br, bw, http.Header{"X-Case": {"deadline"}, "X-Handoff-Deadline": {strconv.FormatInt(dl, 10)}}, "")
+	if out != fmt.Sprint(true, dl, "") {
+		t.Errorf("deadline: got %q, want the gateway's deadline in the context and no header", out)
+	}
+	status, _, out, _ = wireCall(t, br, bw, http.Header{"X-Case": {"fail"}}, "")
+	if status != 409 || !strings.Contains(out, "taken") {
+		t.Errorf("handler error: %d %q", status, out)
+	}
+	status, _, out, err = wireCall(t, br, bw, http.Header{"X-Case": {"big"}}, "")
+	if status != 200 || len(out) != 3<<20 || err != nil {
+		t.Errorf("large answer: %d, %d bytes, %v", status, len(out), err)
+	}
+	// A handler that breaks off, or writes less than it declared, gives a
+	// broken answer, never a whole one; the connection carries on.
+	for _, c := range []string{"panic-late", "short"} {
+		_, _, _, err = wireCall(t, br, bw, http.Header{"X-Case": {c}}, "")
+		if !errors.Is(err, wire.ErrBroken) {
+			t.Errorf("%s: got %v, want a broken answer", c, err)
+		}
+	}
+	if _, _, out, _ := wireCall(t, br, bw, http.Header{"X-Case": {"echo"}}, "again"); out != "again" {
+		t.Errorf("after a broken answer: %q", out)
+	}
+}
+
+func TestWireDrainsOnShutdown(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	addr := "127.0.0.1:" + freePort(t)
+	t.Setenv("HANDOFF_WIRE", addr)
+	t.Setenv("HANDOFF_WIRE_SECRET", "k")
+	t.Setenv("PORT", freePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeContext(ctx, HandlerFunc(func(ctx context.Context, in []byte) ([]byte, error) {
+			close(started)
+			<-release
+			return in, nil
+		}))
+	}()
+	var c net.Conn
+	var br *bufio.Reader
+	var bw *bufio.Writer
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		conn.Close()
+		var ok bool
+		c, br, bw, ok = dialInstanceWire(t, addr, "k")
+		if !ok {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	_ = c
+	got := make(chan string, 1)
+	go func() {
+		wire.WriteRequest(bw, &wire.Request{Target: "i", Header: http.Header{}, Body: []byte("in flight")})
+		if _, _, err := wire.ReadAnswerHead(br); err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(wire.NewBodyReader(br))
+		got <- string(b)
+	}()
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("ServeContext returned %v with an invocation in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if s := <-got; s != "in flight" {
+		t.Errorf("in-flight answer: %q", s)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("the framed port still accepts after shutdown")
 	}
 }
