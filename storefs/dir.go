@@ -169,7 +169,7 @@ func (d *dirNode) key(name string) (string, syscall.Errno) {
 
 func (d *dirNode) fileInode(ctx context.Context, name, key string) *fs.Inode {
 	return inodeFor(ctx, d.EmbeddedInode(), name, syscall.S_IFREG, func() fs.InodeEmbedder {
-		return &fileNode{fsys: d.fsys, bucket: d.bucket, key: key}
+		return &fileNode{fsys: d.fsys, bucket: d.bucket, key: key, size: -1}
 	})
 }
 
@@ -210,7 +210,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if w := d.fsys.writerFor(d.bucket, key); w != nil {
 		size, mtime := w.stat()
 		d.fsys.fileAttr(&out.Attr, size, mtime)
-		return d.fileInode(ctx, name, key), 0
+		return d.fileInodeSized(ctx, name, key, -1), 0
 	}
 	if e, ok := d.cached(name); ok {
 		if e.dir {
@@ -218,7 +218,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			return d.dirInode(ctx, name, key), 0
 		}
 		d.fsys.fileAttr(&out.Attr, e.size, e.mtime)
-		return d.fileInode(ctx, name, key), 0
+		return d.fileInodeSized(ctx, name, key, e.size), 0
 	}
 	isDir, mtime, err := d.isDir(ctx, key)
 	if err != nil {
@@ -233,7 +233,17 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, d.fsys.fail("lookup", d.bucket, key, err)
 	}
 	d.fsys.fileAttr(&out.Attr, info.Size, info.Modified)
-	return d.fileInode(ctx, name, key), 0
+	return d.fileInodeSized(ctx, name, key, info.Size), 0
+}
+
+// fileInodeSized is fileInode for a lookup that tells the kernel the
+// file's size (-1: a size that may change, of a file being written).
+func (d *dirNode) fileInodeSized(ctx context.Context, name, key string, size int64) *fs.Inode {
+	ino := d.fileInode(ctx, name, key)
+	if fn, ok := ino.Operations().(*fileNode); ok {
+		fn.told(size)
+	}
+	return ino
 }
 
 // isDir reports whether any key starts with key+"/", and the mtime of its

@@ -26,7 +26,23 @@ type fileNode struct {
 	// seen is the object the last open saw; an open that finds it
 	// unchanged keeps the kernel's page cache.
 	seen store.ObjectInfo
+	// size is the size the kernel was last told (a lookup or getattr),
+	// -1 when unknown; the page cache reads no further than it.
+	size int64
 }
+
+// told records the size the kernel was given for the file.
+func (n *fileNode) told(size int64) {
+	n.mu.Lock()
+	n.size = size
+	n.mu.Unlock()
+}
+
+// smallCached is the largest object read through the kernel's page cache
+// when Options.PageCache is off: a small file read again, unchanged, is
+// then served by the kernel with no request to the server, while large
+// sequential reads keep direct I/O.
+const smallCached = 1 << 20
 
 var (
 	_ fs.NodeGetattrer = (*fileNode)(nil)
@@ -44,6 +60,7 @@ func (n *fileNode) name() (bucket, key string) {
 func (n *fileNode) forgetCache() {
 	n.mu.Lock()
 	n.seen = store.ObjectInfo{}
+	n.size = -1 // writes through the kernel change the size it holds
 	n.mu.Unlock()
 }
 
@@ -65,6 +82,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 		return n.fsys.fail("getattr", bucket, key, err)
 	}
 	n.fsys.fileAttr(&out.Attr, info.Size, info.Modified)
+	n.told(info.Size)
 	return 0
 }
 
@@ -118,8 +136,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 			fuseFlags = fuse.FOPEN_KEEP_CACHE
 		}
 		n.seen = r.info
+		// The page cache reads up to the size the kernel holds: a small
+		// object goes through it only when that is the object's size.
+		small := r.info.Size <= smallCached && r.info.Size == n.size && r.info.ETag != ""
 		n.mu.Unlock()
-		if !n.fsys.opts.PageCache {
+		if !n.fsys.opts.PageCache && !small {
 			fuseFlags = fuse.FOPEN_DIRECT_IO
 		}
 		return &handle{node: n, r: r}, fuseFlags, 0
@@ -279,7 +300,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if ch := d.GetChild(name); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok {
 			fn.mu.Lock()
-			fn.bucket, fn.key, fn.seen = nd.bucket, dst, store.ObjectInfo{}
+			fn.bucket, fn.key, fn.seen, fn.size = nd.bucket, dst, store.ObjectInfo{}, -1
 			fn.mu.Unlock()
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,7 +61,11 @@ func (e Env) storeSizes() storeSizes {
 		return storeSizes{fresh: 4, small: bench.KiB, s3: []int64{bench.KiB, bench.MiB},
 			s3Reps: func(int64) int { return 3 }, mount: 32 * bench.MiB, mReps: 1}
 	}
-	return storeSizes{fresh: 200, small: bench.KiB, s3: []int64{bench.KiB, bench.MiB, 64 * bench.MiB, bench.GiB},
+	fresh := 200
+	if n, err := strconv.Atoi(os.Getenv("HANDOFF_BENCH_STORE_FRESH")); err == nil && n > 0 {
+		fresh = n // fewer fresh instances, for working on the first-access series
+	}
+	return storeSizes{fresh: fresh, small: bench.KiB, s3: []int64{bench.KiB, bench.MiB, 64 * bench.MiB, bench.GiB},
 		s3Reps: func(size int64) int {
 			switch {
 			case size <= bench.KiB:
@@ -141,19 +147,26 @@ func Store(ctx context.Context, e Env) (StoreResult, error) {
 	}
 	fmt.Fprintf(e.Log, "platform up at %s; S3 APIs %v\n", p.URL, nodes)
 
-	if res.First, err = e.measureFirst(ctx, p, nodes, mShm, storefn, sz); err != nil {
-		return res, fmt.Errorf("first access: %w", err)
+	part := storeParts()
+	if part("first") {
+		if res.First, err = e.measureFirst(ctx, p, nodes, mShm, storefn, sz); err != nil {
+			return res, fmt.Errorf("first access: %w", err)
+		}
 	}
-	if res.S3, err = e.measureS3(ctx, nodes["n1"], mShm, mDisk, sz); err != nil {
-		return res, fmt.Errorf("S3 against MinIO: %w", err)
+	if part("s3") {
+		if res.S3, err = e.measureS3(ctx, nodes["n1"], mShm, mDisk, sz); err != nil {
+			return res, fmt.Errorf("S3 against MinIO: %w", err)
+		}
 	}
-	res.Mount = e.measureMount(ctx, tmp, seqfile, sz)
-	// The node agents report their mounts with their heartbeats: ask
-	// again now.
-	if again, err := storeNodes(ctx, p); err == nil {
-		nodes = again
+	if part("mount") {
+		res.Mount = e.measureMount(ctx, tmp, seqfile, sz)
+		// The node agents report their mounts with their heartbeats: ask
+		// again now.
+		if again, err := storeNodes(ctx, p); err == nil {
+			nodes = again
+		}
+		res.NodeMount = e.measureNodeMount(ctx, nodes["n1"], seqfile, sz)
 	}
-	res.NodeMount = e.measureNodeMount(ctx, nodes["n1"], seqfile, sz)
 	res.Bars = storeBars(res)
 	res.Notes = storeNotes(res)
 	return res, e.writeStoreReports(res)
@@ -213,4 +226,14 @@ func newS3Client(endpoint, access, secret string) (*minio.Client, error) {
 
 func minioClient(m *baseline.MinIO) (*minio.Client, error) {
 	return newS3Client(m.Endpoint(), m.AccessKey(), m.SecretKey())
+}
+
+// storeParts reads HANDOFF_BENCH_STORE_PARTS, a comma-separated list of
+// the parts to run (first, s3, mount), for working on one of them; unset:
+// all. A run with parts left out has no verdict on their bars.
+func storeParts() func(string) bool {
+	v := os.Getenv("HANDOFF_BENCH_STORE_PARTS")
+	return func(name string) bool {
+		return v == "" || slices.Contains(strings.Split(v, ","), name)
+	}
 }
