@@ -108,7 +108,8 @@ type procCase struct {
 
 // BenchmarkProcPipe moves b.N chunks of 256 KiB from a producer process to
 // a consumer process through a 1 MiB pipe: raw, and framed by Writer and
-// Reader; with hash/crc32's checksum instead of the package's; with the
+// Reader; with hash/crc32's checksum instead of the package's, or with
+// its vector lanes alone (no scalar streams beside them); with the
 // data off page alignment in the pipe (as the frame words put it); each
 // outside any memory cgroup of its own and inside one made as the
 // supervisor makes an instance's (so the pipe's pages are charged to the
@@ -120,6 +121,7 @@ func BenchmarkProcPipe(b *testing.B) {
 		{name: "raw/shift=4", shift: 4},
 		{name: "stream", framed: true},
 		{name: "stream/stdlib-crc", framed: true, env: stdlib},
+		{name: "stream/lanes-crc", framed: true, env: []string{"HANDOFF_CRC32C=lanes"}},
 		{name: "raw/cgroup", groups: true},
 		{name: "stream/cgroup", framed: true, groups: true},
 	} {

@@ -2,11 +2,12 @@
 
 package crc32c
 
-const (
-	foldBlock = 256
-	minFold   = 1024
-)
+const haveFold, haveHybrid = false, false
 
-const haveFold = false
+var shifts []uint64
 
 func fold(crc uint32, p []byte) uint32 { panic("crc32c: no folding on this architecture") }
+
+func hybrid(crc uint32, p []byte, m int, k uint64) uint32 {
+	panic("crc32c: no folding on this architecture")
+}

@@ -9,16 +9,27 @@ import (
 )
 
 // TestUpdateMatchesStdlib checks every length around the folding
-// thresholds, at every alignment, from several starting values.
+// thresholds (fold's, hybrid's, the largest hybrid call's), at every
+// alignment, from several starting values.
 func TestUpdateMatchesStdlib(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	buf := make([]byte, 64<<10+64)
+	buf := make([]byte, 2*maxRounds*roundBytes+1024)
 	for i := range buf {
 		buf[i] = byte(rng.Uint32())
 	}
-	lengths := []int{0, 1, 15, 255, 256, 257, 511, 512, 1023, 1024, 1025, 1280, 2047, 2048, 4096 + 13, 64 << 10}
+	lengths := []int{0, 1, 15, 255, 256, 257, 511, 512, 1023, 1024, 1025, 1280, 2047, 2048, 4096 + 13, 64 << 10, 256 << 10, 256<<10 + 4}
 	for n := minFold - 300; n < minFold+1100; n += 37 {
 		lengths = append(lengths, n)
+	}
+	for _, base := range []int{minRounds * roundBytes, maxRounds * roundBytes, 2 * maxRounds * roundBytes} {
+		for _, d := range []int{-257, -256, -255, -1, 0, 1, 255, 256, 257, roundBytes - 1, roundBytes, roundBytes + 1} {
+			if n := base + d; n >= 0 && n+64 <= len(buf) {
+				lengths = append(lengths, n)
+			}
+		}
+	}
+	for n := minRounds - 2; n <= minRounds+40; n++ {
+		lengths = append(lengths, n*roundBytes, n*roundBytes+100)
 	}
 	for _, n := range lengths {
 		for off := range 64 {
@@ -61,11 +72,12 @@ func FuzzUpdate(f *testing.F) {
 	})
 }
 
-// BenchmarkUpdate compares Update with hash/crc32 in the same run:
+// BenchmarkUpdate compares Update with hash/crc32 and with the vector
+// lanes alone in the same run:
 //
-//	go test -run '^$' -bench Update -count 5 ./stream/internal/crc32c/
+//	go test -run '^$' -bench Update -count 5 ./internal/crc32c/
 func BenchmarkUpdate(b *testing.B) {
-	for _, n := range []int{512, 1024, 4096, 64 << 10, 256 << 10} {
+	for _, n := range []int{512, 1024, 2048, 4096, 8192, 64 << 10, 256 << 10} {
 		p := make([]byte, n)
 		for i := range p {
 			p[i] = byte(i * 7)
@@ -82,6 +94,15 @@ func BenchmarkUpdate(b *testing.B) {
 				Update(0, p)
 			}
 		})
+		if haveFold {
+			// The vector lanes alone, without the scalar streams.
+			b.Run("size="+strconv.Itoa(n)+"/lanes", func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for range b.N {
+					fold(0, p)
+				}
+			})
+		}
 	}
 }
 
