@@ -207,28 +207,8 @@ type BodyReader struct {
 func NewBodyReader(r *bufio.Reader) *BodyReader { return &BodyReader{r: r} }
 
 func (b *BodyReader) Read(p []byte) (int, error) {
-	if b.done {
-		return 0, io.EOF
-	}
-	for b.left == 0 {
-		n, err := readUint32(b.r)
-		if err != nil {
-			return 0, err
-		}
-		switch {
-		case n == 0:
-			b.done = true
-			return 0, io.EOF
-		case n == chunkAbort:
-			msg, err := readString16(b.r)
-			if err != nil {
-				return 0, err
-			}
-			return 0, fmt.Errorf("%w: %s", ErrBroken, msg)
-		case n > MaxChunk:
-			return 0, fmt.Errorf("%w: chunk of %d bytes exceeds %d", ErrMalformed, n, MaxChunk)
-		}
-		b.left = n
+	if err := b.next(); err != nil {
+		return 0, err
 	}
 	if uint32(len(p)) > b.left {
 		p = p[:b.left]
@@ -239,6 +219,64 @@ func (b *BodyReader) Read(p []byte) (int, error) {
 		return n, noEOF(err)
 	}
 	return n, nil
+}
+
+// next reads chunk headers until bytes are left to read in a chunk; io.EOF
+// at the end of a complete body.
+func (b *BodyReader) next() error {
+	if b.done {
+		return io.EOF
+	}
+	for b.left == 0 {
+		n, err := readUint32(b.r)
+		if err != nil {
+			return err
+		}
+		switch {
+		case n == 0:
+			b.done = true
+			return io.EOF
+		case n == chunkAbort:
+			msg, err := readString16(b.r)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrBroken, msg)
+		case n > MaxChunk:
+			return fmt.Errorf("%w: chunk of %d bytes exceeds %d", ErrMalformed, n, MaxChunk)
+		}
+		b.left = n
+	}
+	return nil
+}
+
+// WriteTo writes the rest of the body to w straight from the reader's
+// buffer, with no copy buffer of its own (io.Copy uses it).
+func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := b.next(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		n := min(int(b.left), b.r.Buffered())
+		if n == 0 {
+			if _, err := b.r.Peek(1); err != nil {
+				return total, noEOF(err)
+			}
+			continue
+		}
+		p, _ := b.r.Peek(n)
+		m, err := w.Write(p)
+		total += int64(m)
+		b.left -= uint32(m)
+		_, _ = b.r.Discard(m)
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // Complete reports whether the body was read to its proper end.

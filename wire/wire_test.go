@@ -143,6 +143,37 @@ func FuzzAnswer(f *testing.F) {
 		if _, _, err := ReadAnswerHead(r); err != nil {
 			return
 		}
-		_, _ = io.Copy(io.Discard, NewBodyReader(r))
+		// The body reads the same through Read and through WriteTo (which
+		// io.Copy takes), ends the same way and is complete alike.
+		rest := data[len(data)-r.Buffered():]
+		byRead := NewBodyReader(bufio.NewReader(bytes.NewReader(rest)))
+		a, aerr := io.ReadAll(byRead)
+		var b bytes.Buffer
+		byWriteTo := NewBodyReader(bufio.NewReaderSize(bytes.NewReader(rest), 16))
+		_, berr := byWriteTo.WriteTo(&b)
+		if !bytes.Equal(a, b.Bytes()) || (aerr == nil) != (berr == nil) || byRead.Complete() != byWriteTo.Complete() {
+			t.Fatalf("Read gave %q, %v; WriteTo %q, %v", a, aerr, b.Bytes(), berr)
+		}
 	})
+}
+
+func TestWriteToAcrossChunksAndBuffers(t *testing.T) {
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	WriteAnswerHead(w, 200, http.Header{})
+	bw := NewBodyWriter(w)
+	want := bytes.Repeat([]byte("0123456789"), 300000) // 3 chunks
+	bw.Write(want[:10])
+	bw.Write(want[10:])
+	bw.Close()
+	r := bufio.NewReaderSize(&buf, 4096)
+	if _, _, err := ReadAnswerHead(r); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	body := NewBodyReader(r)
+	n, err := io.Copy(&got, body)
+	if err != nil || n != int64(len(want)) || !bytes.Equal(got.Bytes(), want) || !body.Complete() {
+		t.Fatalf("copied %d of %d bytes, %v, complete %v", n, len(want), err, body.Complete())
+	}
 }
