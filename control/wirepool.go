@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -97,7 +96,7 @@ func (p *wirePool) forward(ctx context.Context, w http.ResponseWriter, addr stri
 	httpx.CopyHeaders(w.Header(), h)
 	w.WriteHeader(status)
 	body := wire.NewBodyReader(wc.R)
-	out, err = io.Copy(w, body)
+	out, err = body.WriteTo(w) // from the connection's buffer, no copy buffer
 	if stop() && err == nil && body.Complete() {
 		p.Put(addr, wc)
 		return status, out, nil
