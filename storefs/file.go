@@ -143,6 +143,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		if !n.fsys.opts.PageCache && !small {
 			fuseFlags = fuse.FOPEN_DIRECT_IO
 		}
+		// A reader's close has nothing to store: the kernel need not
+		// send a FLUSH, a round trip on every close(2).
+		fuseFlags |= fuse.FOPEN_NOFLUSH
 		return &handle{node: n, r: r}, fuseFlags, 0
 	}
 	w, errno := n.fsys.openWriter(ctx, bucket, key, flags&syscall.O_TRUNC != 0)
