@@ -16,6 +16,17 @@
 // A call that does not reach the service, or gets no answer, fails with
 // store.ErrUnavailable: the change may or may not have been made, and
 // nothing is reported as done that was not.
+//
+// # Caching on the nodes
+//
+// The op "watch" upgrades its connection to a stream of frames (see
+// frame.go) over which the service pushes every change of a bucket or an
+// object to every watching node, and answers the nodes' lease renewals.
+// A change is answered only after every watcher acknowledged it, or
+// after the lease of one that did not has run out. Cache, the node
+// agents' client, serves what it has seen from memory within its lease,
+// so a read of known metadata costs no round trip and a change made
+// through any node is seen by every other as soon as it returns.
 package metarpc
 
 import (
