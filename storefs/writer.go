@@ -330,7 +330,7 @@ func (w *writer) startPart() {
 	ps := &partStream{number: len(w.parts) + 1, pw: pw, done: make(chan partResult, 1)}
 	bucket, key, id := w.bucket, w.key, w.uploadID
 	go func() {
-		info, err := w.f.b.UploadPart(w.f.ctx, bucket, key, id, ps.number, pr, -1, store.PartOptions{})
+		info, err := w.f.b.UploadPart(w.f.ctx, bucket, key, id, ps.number, pr, -1, store.PartOptions{BlockTag: true})
 		pr.CloseWithError(err) // fails the writes still blocked on the pipe with the cause
 		ps.done <- partResult{info, err}
 	}()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -306,6 +307,13 @@ type written struct {
 // so the hasher reads them without a copy; a buffer the tier did not keep
 // is reused only after the hasher is done with it.
 func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int) (w written, err error) {
+	return s.writeBlocksTagged(ctx, r, size, wantMD5, replicas, false)
+}
+
+// writeBlocksTagged is writeBlocks; with blockTag (and no wantMD5) the
+// digest returned is the MD5 of the blocks' sizes and CRC-32Cs, which
+// the block tier computes anyway, in place of the body's MD5.
+func (s *Store) writeBlocksTagged(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int, blockTag bool) (w written, err error) {
 	if size > s.cfg.MaxPut {
 		return w, fmt.Errorf("%w: %d bytes, over the limit of %d", store.ErrTooLarge, size, s.cfg.MaxPut)
 	}
@@ -315,12 +323,16 @@ func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD
 	// A small body is hashed in line, into a buffer of its own size: a
 	// goroutine and a pooled 1 MiB buffer cost more than they save there.
 	small := size >= 0 && size < int64(s.cfg.BlockSize)/16
-	h := newHasher(!small)
+	blockTag = blockTag && wantMD5 == nil
+	h := newHasher(!small && !blockTag)
+	h.skip = blockTag
 	defer func() {
 		sum := h.finish() // the hasher must be done with the blocks before they are freed
 		if err != nil {
 			s.free(w.blocks)
 			w = written{}
+		} else if blockTag {
+			w.md5 = blockDigest(w.blocks)
 		} else {
 			w.md5 = sum
 		}
@@ -403,9 +415,22 @@ func (s *Store) putBlock(ctx context.Context, w *written, h *hasher, data []byte
 	return kept && held, nil
 }
 
+// blockDigest is the MD5 of the blocks' sizes and CRC-32Cs, in order.
+func blockDigest(bl []meta.Block) []byte {
+	h := md5.New()
+	var b [12]byte
+	for _, x := range bl {
+		binary.BigEndian.PutUint64(b[:8], uint64(x.Size))
+		binary.BigEndian.PutUint32(b[8:], x.CRC)
+		h.Write(b[:])
+	}
+	return h.Sum(nil)
+}
+
 // hasher computes the MD5 of a body's blocks, in order, on a goroutine of
 // its own, or in line when made with async false.
 type hasher struct {
+	skip    bool // hash nothing: the caller wants no MD5
 	in      chan []byte
 	pending sync.WaitGroup // blocks added and not yet hashed
 	done    chan struct{}  // closed when the goroutine has exited
@@ -431,6 +456,9 @@ func newHasher(async bool) *hasher {
 
 // add queues b; the caller keeps it unchanged until wait or finish.
 func (h *hasher) add(b []byte) {
+	if h.skip {
+		return
+	}
 	if h.in == nil {
 		h.h.Write(b)
 		return
@@ -627,7 +655,7 @@ func (s *Store) UploadPart(ctx context.Context, bucket, key, uploadID string, pa
 	if err != nil {
 		return store.PartInfo{}, err
 	}
-	w, err := s.writeBlocks(ctx, r, size, opts.MD5, max(u.Opts.Replicas, 1))
+	w, err := s.writeBlocksTagged(ctx, r, size, opts.MD5, max(u.Opts.Replicas, 1), opts.BlockTag)
 	if err != nil {
 		return store.PartInfo{}, err
 	}
