@@ -137,6 +137,7 @@ func BenchmarkProcTCP(b *testing.B) {
 		{name: "raw", tcp: true},
 		{name: "stream", tcp: true, framed: true},
 		{name: "stream/stdlib-crc", tcp: true, framed: true, env: []string{"HANDOFF_CRC32C=stdlib"}},
+		{name: "stream/lanes-crc", tcp: true, framed: true, env: []string{"HANDOFF_CRC32C=lanes"}},
 	} {
 		b.Run(v.name, func(b *testing.B) { procPipe(b, v) })
 	}
