@@ -149,7 +149,7 @@ func Store(ctx context.Context, e Env) (StoreResult, error) {
 
 	part := storeParts()
 	if part("first") {
-		if res.First, err = e.measureFirst(ctx, p, nodes, mShm, storefn, sz); err != nil {
+		if res.First, err = e.measureFirst(ctx, p, nodes, mShm, storefn, shm, sz); err != nil {
 			return res, fmt.Errorf("first access: %w", err)
 		}
 	}

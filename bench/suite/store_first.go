@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ const (
 	seriesOwn    = "own-store-client"   // storefn own
 	seriesMinIO1 = "fresh-minio-client" // storefn minio
 	seriesRaw1   = "raw-loopback-tcp"   // storefn raw: the floor
+	seriesFile1  = "local-tmpfs-file"   // storefn file: the mount's floor
 )
 
 // FirstSeries is one way for a fresh instance to reach the store, tried
@@ -70,7 +72,7 @@ const firstBucket = "bench-first"
 
 // measureFirst deploys storefn afresh for every sample, so that every read
 // is a new process's first, the three modes in turn.
-func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[string]*storeNode, mn *baseline.MinIO, bin string, sz storeSizes) ([]FirstSeries, error) {
+func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[string]*storeNode, mn *baseline.MinIO, bin, shm string, sz storeSizes) ([]FirstSeries, error) {
 	data := bytes.Repeat([]byte("handoff!"), int(sz.small/8)+1)[:sz.small]
 	if err := nodes["n1"].C.MakeBucket(ctx, firstBucket, minio.MakeBucketOptions{}); err != nil {
 		return nil, err
@@ -115,6 +117,10 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 		return nil, err
 	}
 	defer raw.Close()
+	shmFile := filepath.Join(shm, "first")
+	if err := os.WriteFile(shmFile, data, 0o644); err != nil {
+		return nil, err
+	}
 	series := []struct {
 		FirstSeries
 		job storeJob
@@ -134,6 +140,9 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 		{FirstSeries{Name: seriesRaw1, What: "the floor of a fresh process's first access here: one loopback TCP connection to a server in the harness that answers a line with the bytes, no protocol, no store"},
 			storeJob{Mode: "raw", Key: "first", Size: sz.small},
 			map[string]string{"BENCH_RAW": raw.Addr().String()}},
+		{FirstSeries{Name: seriesFile1, What: "the floor of the mount's first read: the same open and read of the object as a file on tmpfs (/dev/shm), no FUSE, no store"},
+			storeJob{Mode: "file", Key: "first", Size: sz.small},
+			map[string]string{"BENCH_FILE": shmFile}},
 	}
 	for _, n := range nodes {
 		if !filepath.IsAbs(n.Mount) {

@@ -19,6 +19,8 @@
 //	minio   minio-go built from scratch against a MinIO server
 //	raw     the floor: one loopback TCP connection to a server that
 //	        answers any line with the object's bytes, no protocol
+//	file    the mount's floor: the object as a file on tmpfs, read with
+//	        the same open and read as mount, no FUSE
 //
 // The timed section starts before the client is built (credentials read
 // and parsed, connections dialled, handshakes done) and ends when the
@@ -84,6 +86,7 @@ const (
 	envTLS     = "BENCH_STORE_TLS"     // CA,cert,key files of a member identity (own)
 	envMinIO   = "BENCH_MINIO"         // endpoint,access,secret of MinIO (minio)
 	envRaw     = "BENCH_RAW"           // host:port of the raw server (raw)
+	envFile    = "BENCH_FILE"          // a file on tmpfs holding the object (file)
 )
 
 var served bool
@@ -161,8 +164,20 @@ func open(mode string) (reader, func(), error) {
 		return ownReader()
 	case "raw":
 		return rawReader(os.Getenv(envRaw))
+	case "file":
+		return fileReader(os.Getenv(envFile))
 	}
-	return nil, nil, fmt.Errorf("unknown mode %q; use mount, shared, own, minio or raw", mode)
+	return nil, nil, fmt.Errorf("unknown mode %q; use mount, shared, own, minio, raw or file", mode)
+}
+
+// fileReader reads a file on tmpfs: the floor of the mount's first
+// read, the same open and read with no FUSE and no store.
+func fileReader(path string) (reader, func(), error) {
+	if !filepath.IsAbs(path) {
+		return nil, nil, fmt.Errorf("%s %q is not a file path", envFile, path)
+	}
+	get := func(context.Context, string, string) ([]byte, error) { return os.ReadFile(path) }
+	return get, func() {}, nil
 }
 
 // mountReader reads bucket/key under the node agent's mount of the store.
