@@ -51,6 +51,17 @@ func helperMain(mode string) {
 	case "sleep":
 		time.Sleep(time.Hour)
 		os.Exit(0)
+	case "announce", "mumble":
+		// Says it is ready (or something else) on the ready pipe and
+		// never listens.
+		fd, _ := strconv.Atoi(os.Getenv("HANDOFF_READY_FD"))
+		msg := "ready\n"
+		if mode == "mumble" {
+			msg = "hello\n"
+		}
+		os.NewFile(uintptr(fd), "ready").WriteString(msg)
+		time.Sleep(time.Hour)
+		os.Exit(0)
 	case "agent":
 		inst, err := Start(context.Background(), Config{
 			ID: "agent-child", Function: "f", Node: "n",

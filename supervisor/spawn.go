@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ type proc struct {
 	spawnedAt time.Time
 	exited    chan struct{} // closed once the process is reaped
 	logDone   chan struct{} // closed when its output pipe reaches EOF
+	announced chan struct{} // closed when the process says it is ready
 
 	err   error // from Wait, when it is not an exit status
 	state *os.ProcessState
@@ -40,9 +42,20 @@ func (i *Instance) spawn(port int) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The ready pipe: a process that knows the contract (the SDK) writes
+	// "ready" to $HANDOFF_READY_FD once it serves, so its readiness costs
+	// no probe interval.
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, err
+	}
+	defer rw.Close()
 	cmd := exec.Command(i.cfg.Command, i.cfg.Args...)
 	cmd.Dir = i.cfg.Dir
-	cmd.Env = i.env(port)
+	cmd.Env = append(i.env(port), "HANDOFF_READY_FD=3")
+	cmd.ExtraFiles = []*os.File{rw}
 	cmd.Stdin = devnull
 	cmd.Stdout = pw
 	cmd.Stderr = pw
@@ -57,6 +70,7 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		if err != nil {
 			pr.Close()
 			pw.Close()
+			rr.Close()
 			return nil, fmt.Errorf("open cgroup: %w", err)
 		}
 		defer dir.Close()
@@ -67,8 +81,10 @@ func (i *Instance) spawn(port int) (*proc, error) {
 	spawnedAt := time.Now()
 	err = forkExec(cmd)
 	pw.Close()
+	rw.Close()
 	if err != nil {
 		pr.Close()
+		rr.Close()
 		return nil, fmt.Errorf("start %s: %w", i.cfg.Command, err)
 	}
 	p := &proc{
@@ -77,7 +93,9 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		spawnedAt: spawnedAt,
 		exited:    make(chan struct{}),
 		logDone:   make(chan struct{}),
+		announced: make(chan struct{}),
 	}
+	go p.readAnnouncement(rr)
 	if i.cg != nil && i.cg.Mode() == cgroup.V1 {
 		// cgroup v1 cannot place a child at birth; move it now. See the
 		// package documentation for the window this leaves.
@@ -169,5 +187,27 @@ func closeInheritedFDs() {
 			continue
 		}
 		unix.CloseOnExec(fd)
+	}
+}
+
+// readAnnouncement closes p.announced when the process writes a line
+// starting "ready" on its ready pipe; it returns at the line, at EOF (the
+// process exited or closed it without a word) or after a bounded read.
+func (p *proc) readAnnouncement(r *os.File) {
+	defer r.Close()
+	var buf [64]byte
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			if bytes.HasPrefix(buf[:i], []byte("ready")) {
+				close(p.announced)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
 }

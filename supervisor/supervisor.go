@@ -42,8 +42,9 @@
 // is killed with SIGKILL when the node agent dies (Pdeathsig; the fork happens
 // on one OS thread locked for the life of the agent, because Linux sends the
 // signal when the forking thread, not the process, exits), reads stdin from
-// /dev/null, and inherits no file descriptors besides stdout and stderr
-// (every fd above 2 is marked close-on-exec before the fork). When the group
+// /dev/null, and inherits no file descriptors besides stdout, stderr and the
+// write end of its ready pipe as fd 3 ($HANDOFF_READY_FD; every other fd
+// above 2 is marked close-on-exec before the fork). When the group
 // leader exits, whatever is left of its process group is killed before the
 // leader is reaped, so a crashed instance cannot leave children holding its
 // port. Children that start their own session escape the process group; with
@@ -112,7 +113,9 @@ type Config struct {
 	Args    []string
 	Dir     string
 	// Env holds extra "K=V" entries. The supervisor adds PORT,
-	// HANDOFF_FUNCTION, HANDOFF_INSTANCE, HANDOFF_NODE and HANDOFF_API.
+	// HANDOFF_FUNCTION, HANDOFF_INSTANCE, HANDOFF_NODE, HANDOFF_API and
+	// HANDOFF_READY_FD (a pipe on which the process may write "ready\n"
+	// once it serves, sooner than the next connection probe).
 	Env []string
 	// APISocket is the node agent's local API socket, passed as HANDOFF_API.
 	APISocket string
@@ -557,7 +560,9 @@ func (i *Instance) restart() (*proc, error) {
 	return p, nil
 }
 
-// waitReady polls a TCP connect to the process's port, every 0.5ms growing
+// waitReady returns when the process announces it is ready on its ready
+// pipe (the SDK does), or else when a TCP connect to its port succeeds: it
+// polls every 0.5ms growing
 // to 1ms for the first second (a cold start takes 10-30ms, and a coarser poll
 // would add up to its interval to every one; a failed connect costs a few
 // microseconds), then growing to 20ms, until it succeeds, the process exits,
@@ -580,6 +585,8 @@ func (i *Instance) waitReady(ctx context.Context, p *proc) error {
 		}
 		tick.Reset(interval)
 		select {
+		case <-p.announced:
+			return nil
 		case <-tick.C:
 		case <-p.exited:
 			return fmt.Errorf("process exited before it was ready (%s)", i.exitReason(p))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -469,4 +470,28 @@ func BenchmarkColdStart(b *testing.B) {
 	sort.Slice(colds, func(i, j int) bool { return colds[i] < colds[j] })
 	b.ReportMetric(float64(colds[len(colds)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(colds[len(colds)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func TestReadyAnnouncedOnThePipe(t *testing.T) {
+	cfg := testConfig(t, "announce", "HELPER_MODE=announce")
+	cfg.ReadyTimeout = 10 * time.Second
+	start := time.Now()
+	inst := startT(t, cfg)
+	if inst.State() != Ready {
+		t.Fatalf("state %v, want ready", inst.State())
+	}
+	// Nothing listens: only the announcement can have made it ready.
+	if c, err := net.Dial("tcp", inst.Addr()); err == nil {
+		c.Close()
+		t.Fatal("the announcing helper listens; the test proves nothing")
+	}
+	t.Logf("ready by announcement in %v", time.Since(start))
+
+	// A line other than "ready" is no announcement: the start times out.
+	cfg = testConfig(t, "mumble", "HELPER_MODE=mumble")
+	cfg.ReadyTimeout = 300 * time.Millisecond
+	if inst, err := Start(context.Background(), cfg); err == nil {
+		inst.Stop(context.Background())
+		t.Fatal("a process that said hello was taken as ready")
+	}
 }
