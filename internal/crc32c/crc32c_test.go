@@ -65,9 +65,21 @@ func TestUpdateInPieces(t *testing.T) {
 func FuzzUpdate(f *testing.F) {
 	f.Add(uint32(0), make([]byte, 2048))
 	f.Add(uint32(0xdeadbeef), []byte("hello"))
+	f.Add(uint32(1), []byte("repeated up to hybrid sizes"))
 	f.Fuzz(func(t *testing.T, init uint32, p []byte) {
 		if got, want := Update(init, p), crc32.Update(init, table, p); got != want {
 			t.Fatalf("Update(%#x, %d bytes) = %#08x, want %#08x", init, len(p), got, want)
+		}
+		// The same bytes repeated to a length the hybrid takes, cut
+		// where init says.
+		if len(p) == 0 {
+			return
+		}
+		long := bytes.Repeat(p, (minRounds*roundBytes+int(init%(8<<10)))/len(p)+1)
+		cut := int(init>>16) % len(long)
+		want := crc32.Update(init, table, long)
+		if got := Update(Update(init, long[:cut]), long[cut:]); got != want {
+			t.Fatalf("Update over %d bytes cut at %d from %#x = %#08x, want %#08x", len(long), cut, init, got, want)
 		}
 	})
 }
