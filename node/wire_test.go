@@ -84,3 +84,46 @@ func TestWireInvokesAndStripsTheToken(t *testing.T) {
 		t.Fatalf("unknown instance: %d %v %q", status, ah, out)
 	}
 }
+
+func TestStartGivesTheInstanceAFramedAddressAndSecret(t *testing.T) {
+	h := startAgent(t)
+	status, b := h.do("PUT", "/v1/instances/d1", testToken, startRequest(t, "echo", nil))
+	if status != http.StatusOK {
+		t.Fatalf("start: %d %s", status, b)
+	}
+	var ans StartAnswer
+	if err := json.Unmarshal(b, &ans); err != nil || ans.Direct == nil || ans.Direct.Addr == "" || len(ans.Direct.Secret) < 32 || ans.ID != "d1" {
+		t.Fatalf("start answer %s: want the instance and its framed address and secret (%v)", b, err)
+	}
+	call := func(secret, body string) (string, bool) {
+		c, err := net.Dial("tcp", ans.Direct.Addr)
+		if err != nil {
+			t.Fatalf("the instance does not serve its framed address: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br, bw := bufio.NewReader(c), bufio.NewWriter(c)
+		wire.WriteHello(bw, secret)
+		if k, err := br.ReadByte(); err != nil || k != 'K' {
+			return "", false
+		}
+		wire.WriteRequest(bw, &wire.Request{Target: "d1", Header: http.Header{}, Body: []byte(body)})
+		if _, _, err := wire.ReadAnswerHead(br); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(wire.NewBodyReader(br))
+		return string(out), true
+	}
+	if _, ok := call(testToken, "echo x"); ok {
+		t.Error("the instance accepted the cluster token as its secret")
+	}
+	if out, ok := call(ans.Direct.Secret, "env HANDOFF_WIRE"); !ok || out != ans.Direct.Addr {
+		t.Errorf("framed call: %q, %v; want the instance's own framed address", out, ok)
+	}
+	// The secret opens this instance alone; a second one gets another.
+	status, b = h.do("PUT", "/v1/instances/d2", testToken, startRequest(t, "echo", nil))
+	var ans2 StartAnswer
+	if status != http.StatusOK || json.Unmarshal(b, &ans2) != nil || ans2.Direct == nil || ans2.Direct.Secret == ans.Direct.Secret || ans2.Direct.Addr == ans.Direct.Addr {
+		t.Errorf("second instance: %d %s", status, b)
+	}
+}
