@@ -122,6 +122,9 @@ func (db *DB) Close() error {
 	return db.bolt.Close()
 }
 
+// Closed reports whether Close was called.
+func (db *DB) Closed() bool { return db.closed.Load() }
+
 func (db *DB) update(fn func(*bolt.Tx) error) error { return closedErr(db.bolt.Update(fn)) }
 func (db *DB) view(fn func(*bolt.Tx) error) error   { return closedErr(db.bolt.View(fn)) }
 

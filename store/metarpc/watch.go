@@ -67,6 +67,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	conn.SetDeadline(time.Time{}) // the stream lives as long as both ends
 	hb := h.theHub()
 	wt := &watcher{conn: conn, h: hb, bw: brw.Writer, waiting: make(map[uint64]chan struct{}), gone: make(chan struct{})}
 	wt.wmu.Lock()
@@ -88,6 +89,12 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		switch f.typ {
 		case framePing:
+			if h.DB != nil && h.DB.Closed() {
+				// The service stopped (a control plane closed in its
+				// process): a new one will not tell this node of its
+				// changes, so its lease must end.
+				return
+			}
 			wt.mu.Lock()
 			dead := wt.dead
 			if !dead {
