@@ -180,19 +180,22 @@ func writePipelineMarkdown(w io.Writer, r PipelineResult) error {
 	var b strings.Builder
 	b.WriteString(reportHeading("pipeline", r.Started, r.Host))
 
-	fmt.Fprintf(&b, "| stream, producer to consumer | bytes | median time | throughput | of its raw baseline | runs (set-up included) |\n|---|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(&b, "| stream, producer to consumer | bytes | median time | throughput | of its raw baseline | paired by round: median (range) | runs (set-up included) |\n|---|---:|---:|---:|---:|---:|---|\n")
 	for _, s := range r.Streams {
-		ratio := ""
+		ratio, paired := "", ""
 		base := map[string]string{seriesSameNode: seriesRawPipe, seriesCrossNode: seriesRawTCP}[s.Name]
 		if q, ok := r.stream(base); ok && q.Throughput > 0 {
 			ratio = report.FormatRatio(s.Throughput / q.Throughput)
+			if pr := pairedRatios(s.Elapsed, q.Elapsed); len(pr) > 0 {
+				paired = fmt.Sprintf("%s (%s-%s)", report.FormatRatio(medianFloat(pr)), report.FormatRatio(slices.Min(pr)), report.FormatRatio(slices.Max(pr)))
+			}
 		}
 		var runs []string
 		for _, d := range s.Runs {
 			runs = append(runs, bench.FormatDuration(d))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.Name, bench.FormatSize(s.Bytes), bench.FormatDuration(median(s.Elapsed)),
-			bench.FormatThroughput(s.Throughput), ratio, strings.Join(runs, ", "))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", s.Name, bench.FormatSize(s.Bytes), bench.FormatDuration(median(s.Elapsed)),
+			bench.FormatThroughput(s.Throughput), ratio, paired, strings.Join(runs, ", "))
 	}
 
 	st := r.Staged
@@ -225,6 +228,29 @@ func writePipelineMarkdown(w io.Writer, r PipelineResult) error {
 		return err
 	}
 	return report.WriteBars(w, r.Bars)
+}
+
+// pairedRatios returns, per round, the series' throughput over its
+// baseline's in the same round (the series run interleaved), so a load
+// that comes and goes during the run weighs on both sides of each ratio
+// rather than on one side of the medians'.
+func pairedRatios(ours, base []time.Duration) []float64 {
+	var r []float64
+	for i := range min(len(ours), len(base)) {
+		if ours[i] > 0 && base[i] > 0 {
+			r = append(r, float64(base[i])/float64(ours[i]))
+		}
+	}
+	return r
+}
+
+func medianFloat(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func durations(ds []time.Duration) string {

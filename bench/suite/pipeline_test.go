@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/handoff-dev/handoff/bench/baseline"
 	"github.com/handoff-dev/handoff/workflow"
@@ -77,5 +80,32 @@ func TestPipelineWorkflows(t *testing.T) {
 		if wf.Stages[0].Params["bytes"] != "1048576" {
 			t.Errorf("workflow %s: first stage params %v, want bytes 1048576", wf.Name, wf.Stages[0].Params)
 		}
+	}
+}
+
+func TestPairedRatios(t *testing.T) {
+	ours := []time.Duration{2 * time.Second, time.Second, 4 * time.Second}
+	base := []time.Duration{time.Second, time.Second, 3 * time.Second, time.Second}
+	got := pairedRatios(ours, base)
+	want := []float64{0.5, 1, 0.75}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pairedRatios = %v, want %v", got, want)
+	}
+	if m := medianFloat(got); m != 0.75 {
+		t.Fatalf("median of %v = %v, want 0.75", got, m)
+	}
+	if m := medianFloat([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median of four = %v, want 2.5", m)
+	}
+	r := PipelineResult{Streams: []StreamSeries{
+		{Name: seriesRawPipe, Bytes: 1 << 30, Elapsed: base[:3], Throughput: 1},
+		{Name: seriesSameNode, Bytes: 1 << 30, Elapsed: ours, Throughput: 0.5},
+	}}
+	var b strings.Builder
+	if err := writePipelineMarkdown(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "| 0.75× (0.50×-1.00×) |") {
+		t.Fatalf("the stream table lacks the paired ratios:\n%s", b.String())
 	}
 }
