@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +25,9 @@ type fnSeries struct {
 	// name is the series of the hand-over time; the round trip, the
 	// Share alone, the consumer's Map alone and the page touching, when
 	// reported, are name+"-rt", name+"-share", name+"-map" and
-	// name+"-touch".
+	// name+"-touch"; name+"-sharemap" is Share and Map of each call added
+	// up: the hand-over itself, without the invocation that carries the
+	// reference.
 	name string
 	// c is the platform of fn.
 	c   *api.Client
@@ -48,7 +53,8 @@ type fnAnswer struct {
 type fnState struct {
 	s                        fnSeries
 	hand, rt, share, mp, tch []time.Duration
-	spent                    time.Duration // wall time, untimed preparation included
+	sm                       []time.Duration // share + map of the same call
+	spent                    time.Duration   // wall time, untimed preparation included
 	done                     bool
 }
 
@@ -90,6 +96,9 @@ func runFunctions(ctx context.Context, opts bench.Options, sizes []int64, ss []f
 				if a.Touch > 0 {
 					x.tch = append(x.tch, time.Duration(a.Touch))
 				}
+				if a.Share > 0 && a.Map > 0 {
+					x.sm = append(x.sm, time.Duration(a.Share+a.Map))
+				}
 				n := len(x.hand)
 				if n >= opts.MaxIters || (n >= max(opts.MinIters, x.s.minIters) && x.spent >= opts.Budget) {
 					x.done = true
@@ -109,6 +118,9 @@ func runFunctions(ctx context.Context, opts bench.Options, sizes []int64, ss []f
 			}
 			if len(x.tch) > 0 {
 				points = append(points, bench.Summarize(x.s.name+"-touch", at, x.tch))
+			}
+			if len(x.sm) > 0 {
+				points = append(points, bench.Summarize(x.s.name+"-sharemap", at, x.sm))
 			}
 			if log != nil {
 				fmt.Fprintf(log, "%-8s %-18s n=%-5d p50=%-10s p99=%-10s %s\n", bench.FormatSize(at), p.Series, p.N,
@@ -204,4 +216,88 @@ func crossNode(ctx context.Context, c *api.Client, producer, consumer string) (s
 			"; the cross-node series need them on two: the scheduler no longer spreads them")
 	}
 	return fmt.Sprintf("%s on %s, %s on %s", producer, at[producer], consumer, at[consumer]), nil
+}
+
+// subset is the part of `handoff bench transfer` a run measures, taken
+// from the environment so that one series can be iterated on without the
+// whole 16-minute run:
+//
+//	HANDOFF_BENCH_SIZES=64MiB,256MiB,1GiB   payload sizes (B, KiB, MiB, GiB)
+//	HANDOFF_BENCH_SERIES=tcp,handoff-ref-pull   series to measure, baselines
+//	                                        included (memcpy, tcp, unix,
+//	                                        redis, minio-shm, handoff-gw,
+//	                                        the handoff-* and minio-f2f
+//	                                        series, scatter-ref, gather-s3...)
+//	HANDOFF_BENCH_MIN_ITERS=10              samples per series and size, at least
+//
+// Unset, everything is measured at the default sizes.
+type subset struct {
+	sizes    []int64  // nil: the run's default
+	series   []string // nil: all
+	minIters int
+}
+
+func subsetFromEnv() (subset, error) {
+	var sub subset
+	if v := os.Getenv("HANDOFF_BENCH_SIZES"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			n, err := parseSize(strings.TrimSpace(f))
+			if err != nil {
+				return subset{}, fmt.Errorf("HANDOFF_BENCH_SIZES: %w", err)
+			}
+			sub.sizes = append(sub.sizes, n)
+		}
+	}
+	if v := os.Getenv("HANDOFF_BENCH_SERIES"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				sub.series = append(sub.series, f)
+			}
+		}
+	}
+	if v := os.Getenv("HANDOFF_BENCH_MIN_ITERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return subset{}, fmt.Errorf("HANDOFF_BENCH_MIN_ITERS=%q: give a whole number of at least 1", v)
+		}
+		sub.minIters = n
+	}
+	return sub, nil
+}
+
+// wants reports whether series is measured.
+func (s subset) wants(series string) bool {
+	return s.series == nil || slices.Contains(s.series, series)
+}
+
+// wantsS3 reports whether any measured series needs MinIO.
+func (s subset) wantsS3() bool {
+	if s.series == nil {
+		return true
+	}
+	for _, name := range s.series {
+		if name == "minio-shm" || name == seriesS3F2F || strings.HasSuffix(name, "-s3") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSize reads "64MiB", "1GiB", "512KiB" or a plain byte count.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		v      int64
+	}{{"GiB", bench.GiB}, {"MiB", bench.MiB}, {"KiB", bench.KiB}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.v
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: give a positive count with an optional KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
 }

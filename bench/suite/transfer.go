@@ -34,17 +34,22 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		opts.Budget, opts.MaxIters = 100*time.Millisecond, 5
 		patternSizes = []int64{64 * bench.KiB}
 	}
+	sub, err := subsetFromEnv()
+	if err != nil {
+		return bench.Result{}, err
+	}
+	if sub.sizes != nil {
+		opts.Sizes, patternSizes = sub.sizes, sub.sizes
+	}
+	if sub.minIters > 0 {
+		opts.MinIters = sub.minIters
+	}
 	sizes := opts.Sizes
 	if len(sizes) == 0 {
 		sizes = bench.DefaultSizes()
 	}
-	redisBin, err := baseline.EnsureRedis(ctx, e.Log)
-	if err != nil {
-		return bench.Result{}, err
-	}
-	minioBin, err := baseline.EnsureMinIO(ctx, e.BinDir, e.Log)
-	if err != nil {
-		return bench.Result{}, err
+	if sub.series != nil {
+		fmt.Fprintf(e.Log, "measuring a subset: series %s\n", strings.Join(sub.series, ", "))
 	}
 
 	// The baselines first: the functions' S3 series need MinIO's address
@@ -54,21 +59,40 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 	defer os.RemoveAll(dir)
-	rd, err := baseline.StartRedis(ctx, redisBin, dir)
-	if err != nil {
-		return bench.Result{}, err
+	var rd *baseline.Redis
+	if sub.wants("redis") {
+		redisBin, err := baseline.EnsureRedis(ctx, e.Log)
+		if err != nil {
+			return bench.Result{}, err
+		}
+		if rd, err = baseline.StartRedis(ctx, redisBin, dir); err != nil {
+			return bench.Result{}, err
+		}
+		defer rd.Close()
 	}
-	defer rd.Close()
-	shm, err := os.MkdirTemp("/dev/shm", "handoff-bench-minio-")
-	if err != nil {
-		shm = filepath.Join(dir, "minio")
+	var mn *baseline.MinIO
+	s3env := map[string]string{}
+	if sub.wantsS3() {
+		minioBin, err := baseline.EnsureMinIO(ctx, e.BinDir, e.Log)
+		if err != nil {
+			return bench.Result{}, err
+		}
+		shm, err := os.MkdirTemp("/dev/shm", "handoff-bench-minio-")
+		if err != nil {
+			shm = filepath.Join(dir, "minio")
+		}
+		defer os.RemoveAll(shm)
+		if mn, err = baseline.StartMinIO(ctx, minioBin, shm); err != nil {
+			return bench.Result{}, err
+		}
+		defer mn.Close()
+		s3env = map[string]string{
+			"BENCH_S3_ENDPOINT":   mn.Endpoint(),
+			"BENCH_S3_ACCESS_KEY": mn.AccessKey(),
+			"BENCH_S3_SECRET_KEY": mn.SecretKey(),
+			"BENCH_S3_BUCKET":     mn.Bucket(),
+		}
 	}
-	defer os.RemoveAll(shm)
-	mn, err := baseline.StartMinIO(ctx, minioBin, shm)
-	if err != nil {
-		return bench.Result{}, err
-	}
-	defer mn.Close()
 
 	// The default inline limit (6 MiB): larger bodies between functions go
 	// by reference, as they do for users.
@@ -77,12 +101,6 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 	defer stop()
-	s3env := map[string]string{
-		"BENCH_S3_ENDPOINT":   mn.Endpoint(),
-		"BENCH_S3_ACCESS_KEY": mn.AccessKey(),
-		"BENCH_S3_SECRET_KEY": mn.SecretKey(),
-		"BENCH_S3_BUCKET":     mn.Bucket(),
-	}
 	for _, fn := range []struct {
 		name, pkg string
 		env       map[string]string
@@ -106,15 +124,21 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 	}
 	fmt.Fprintf(e.Log, "placement: %s\n", where)
 
-	mt, err := mn.NewTransfer()
+	ts, err := raw.Transfers()
 	if err != nil {
 		return bench.Result{}, err
 	}
-	rawTs, err := raw.Transfers()
-	if err != nil {
-		return bench.Result{}, err
+	if rd != nil {
+		ts = append(ts, rd.NewTransfer())
 	}
-	ts := append(rawTs, rd.NewTransfer(), mt, &gatewayEcho{c: p.Client})
+	if mn != nil {
+		mt, err := mn.NewTransfer()
+		if err != nil {
+			return bench.Result{}, err
+		}
+		ts = append(ts, mt)
+	}
+	ts = append(ts, &gatewayEcho{c: p.Client})
 	closeAll := func() {
 		for _, t := range ts {
 			t.Close()
@@ -122,10 +146,19 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 		ts = nil
 	}
 	defer closeAll()
-	fmt.Fprintln(e.Log, "measuring transfers (raw limits, Redis, MinIO on /dev/shm, Handoff through the gateway)")
-	res, err := bench.RunTransfers(ctx, opts, ts)
-	if err != nil {
-		return res, err
+	ts = slices.DeleteFunc(ts, func(t bench.Transfer) bool {
+		if sub.wants(t.Name()) {
+			return false
+		}
+		t.Close()
+		return true
+	})
+	res := bench.NewResult(opts.Name)
+	if len(ts) > 0 {
+		fmt.Fprintln(e.Log, "measuring transfers (raw limits, Redis, MinIO on /dev/shm, Handoff through the gateway)")
+		if res, err = bench.RunTransfers(ctx, opts, ts); err != nil {
+			return res, err
+		}
 	}
 	// The raw transfers hold a buffer of the largest size each: let go of
 	// them before the functions need the memory.
@@ -133,30 +166,38 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 
 	// Two functions on one node, by construction: a platform with one
 	// node agent, run beside the first for this series alone.
-	p1, stop1, err := e.startOneNode(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer stop1()
-	for _, name := range []string{"bench-sender", "bench-receiver"} {
-		tweak := func(f *spec.Function) { f.Scale.Min, f.Scale.Max, f.Memory = 1, 1, 0 }
-		if err := e.deploy(ctx, p1.Client, name, "internal/benchfn", tweak); err != nil {
+	stop1 := func() {}
+	var c1 *api.Client
+	if sub.wants(seriesRefNode) {
+		p1, stop, err := e.startOneNode(ctx)
+		if err != nil {
 			return res, err
 		}
-	}
-	if _, err := placement(ctx, p1.Client, "bench-sender", "bench-receiver"); err != nil {
-		return res, err
+		stop1, c1 = stop, p1.Client
+		defer stop1()
+		for _, name := range []string{"bench-sender", "bench-receiver"} {
+			tweak := func(f *spec.Function) { f.Scale.Min, f.Scale.Max, f.Memory = 1, 1, 0 }
+			if err := e.deploy(ctx, p1.Client, name, "internal/benchfn", tweak); err != nil {
+				return res, err
+			}
+		}
+		if _, err := placement(ctx, p1.Client, "bench-sender", "bench-receiver"); err != nil {
+			return res, err
+		}
 	}
 
 	fmt.Fprintln(e.Log, "measuring function to function (inline and by reference, across nodes and on one; through MinIO)")
 	fns := []fnSeries{
 		{name: seriesF2F, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("produce %d bench-consumer", n) }},
-		{name: seriesRefPull, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-consumer", n) }},
+		// The cross-node bar's series: at least 5 samples, 3 leave the
+		// median to one slow pull.
+		{name: seriesRefPull, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-consumer", n) }, minIters: 5},
 		{name: seriesS3F2F, c: p.Client, fn: "bench-producer", cmd: func(n int64) string { return fmt.Sprintf("s3 %d bench-consumer", n) }},
 		// The same-node bar's series: more samples, they are cheap.
 		{name: seriesRefSame, c: p.Client, fn: "bench-self", cmd: func(n int64) string { return fmt.Sprintf("share %d bench-self", n) }, minIters: 10},
-		{name: seriesRefNode, c: p1.Client, fn: "bench-sender", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-receiver", n) }, minIters: 10},
+		{name: seriesRefNode, c: c1, fn: "bench-sender", cmd: func(n int64) string { return fmt.Sprintf("pull %d bench-receiver", n) }, minIters: 10},
 	}
+	fns = slices.DeleteFunc(fns, func(s fnSeries) bool { return !sub.wants(s.name) })
 	pts, err := runFunctions(ctx, opts, sizes, fns, e.Log)
 	res.Points = append(res.Points, pts...)
 	if err != nil {
@@ -175,6 +216,9 @@ func Transfer(ctx context.Context, e Env) (bench.Result, error) {
 			cmd := name
 			if via == "s3" {
 				cmd += "-s3"
+			}
+			if !sub.wants(name + "-" + via) {
+				continue
 			}
 			pats = append(pats, fnSeries{name: name + "-" + via, c: p.Client, fn: fn, items: fanWidth,
 				cmd: func(n int64) string { return fmt.Sprintf("%s %d %d %s", cmd, fanWidth, n, peer) }})
@@ -320,9 +364,11 @@ func (e Env) writeTransferReports(res bench.Result, bars []report.Bar) error {
 			}
 		}
 	}
-	fmt.Fprintln(w)
-	if err := report.WriteRatios(w, view, "tcp", seriesF2F, seriesRefPull, seriesRefNode, seriesRefSame); err != nil {
-		return err
+	if _, ok := res.Lookup("tcp", res.Sizes()[0]); ok {
+		fmt.Fprintln(w)
+		if err := report.WriteRatios(w, view, "tcp", seriesF2F, seriesRefPull, seriesRefNode, seriesRefSame); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "\nThe bars of reference passing, each against a baseline of this run:\n\n")
 	if err := report.WriteBars(w, bars); err != nil {
