@@ -25,8 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -210,6 +212,59 @@ func Unmap(b []byte) error {
 		return fmt.Errorf("memfd: unmap: %w", err)
 	}
 	return nil
+}
+
+// UnmapLater unmaps b in the background, on a thread of its own that runs
+// at the lowest CPU priority (nice 19), and calls done, when not nil, with
+// the result. Tearing down a large mapping takes CPU time in proportion to
+// its pages (about 0.1 s per GiB on a VM); at the lowest priority it takes
+// what the machine leaves idle instead of competing with the work that
+// follows a hand-over (the invocation, the receiver's Map) on a small
+// machine. The thread ends with the unmap, and its priority with it.
+//
+// A thread of the same process that maps or unmaps meanwhile waits for the
+// unmap (the process's memory map is locked during it): such a caller
+// should call Hurry first, which gives the unmaps in progress the normal
+// priority back.
+func UnmapLater(b []byte, done func(error)) {
+	go func() {
+		// Never unlocked: the runtime ends a locked thread whose goroutine
+		// exits, so the lowered priority never reaches other goroutines.
+		runtime.LockOSThread()
+		tid := unix.Gettid()
+		later.mu.Lock()
+		later.tids[tid] = true
+		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
+		later.mu.Unlock()
+		err := Unmap(b)
+		later.mu.Lock()
+		delete(later.tids, tid) // before the thread ends and its id can be reused
+		later.mu.Unlock()
+		if done != nil {
+			done(err)
+		}
+	}()
+}
+
+// later is the threads running an UnmapLater.
+var later = struct {
+	mu   sync.Mutex // guards tids, and every change of their priority
+	tids map[int]bool
+}{tids: map[int]bool{}}
+
+// Hurry gives the unmaps of UnmapLater still in progress in this process
+// the normal priority back, so that a thread about to map or unmap (and so
+// to wait for them) is not held up by their low priority. Raising a
+// priority back needs CAP_SYS_NICE or a nice limit (RLIMIT_NICE) that
+// allows it; without either Hurry does nothing. It reports how many unmaps
+// were in progress.
+func Hurry() int {
+	later.mu.Lock()
+	defer later.mu.Unlock()
+	for tid := range later.tids {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
+	}
+	return len(later.tids)
 }
 
 // ReopenReadOnly opens f again, read-only and close-on-exec, through

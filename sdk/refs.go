@@ -333,7 +333,11 @@ func (b *Buffer) Bytes() []byte { return b.b }
 
 // Share hands the buffer to the node agent and returns a reference to it,
 // scoped by o. It passes the memfd's descriptor over $HANDOFF_FD, then
-// unmaps the buffer in the background: the node agent fixes the size at
+// unmaps the buffer in the background, on a thread at the lowest CPU
+// priority (so that the unmap of a large buffer takes idle time, not the
+// time of the invocation and the Map that follow on a small machine; a
+// Map in this process gives it the normal priority back, since it waits
+// for it): the node agent fixes the size at
 // once and adds the write seal as soon as the mapping is gone, so the
 // content is fixed from then on, and a pull to another node waits for it.
 // Neither the unmap nor the seal (about 100 ms per GiB together on a VM,
@@ -384,7 +388,7 @@ func (b *Buffer) Share(ctx context.Context, o RefOptions) (string, error) {
 	}
 	if m := b.b; m != nil {
 		b.b = nil
-		go memfd.Unmap(m) // the node agent seals once this is done
+		memfd.UnmapLater(m, nil) // the node agent seals once this is done
 	}
 	b.f.Close()
 	b.f, b.done = nil, true
@@ -456,6 +460,9 @@ func Map(ctx context.Context, ref string) (*Mapping, error) {
 		f.Close()
 		return nil, err
 	}
+	// A Buffer this process shared may still be unmapping at the lowest
+	// priority, and mmap waits for it: let it finish at full speed.
+	memfd.Hurry()
 	b, err := memfd.Map(f, resp.Size, false)
 	if err != nil {
 		f.Close()
