@@ -69,11 +69,17 @@ func (s *Store) adoptWith(f *os.File, size int64, checksum uint32, m Meta, live 
 		return Info{}, fmt.Errorf("%w: %w: %s; pass a file made by memfd_create", ErrInvalid, memfd.ErrNotMemfd, f.Name())
 	}
 	// Seal before measuring: until then the instance could still resize it.
-	seal := memfd.Seal
-	if live {
-		seal = memfd.SealSize
+	// A live memfd whose writer holds no writable mapping (filled with
+	// write(2), or unmapped already) takes every seal at once, which
+	// spares a goroutine polling for it (starting one wakes another
+	// thread, a good part of a small hand-over's cost).
+	err := memfd.Seal(f)
+	if live && errors.Is(err, memfd.ErrMapped) {
+		err = memfd.SealSize(f) // the write seal follows (sealLater)
+	} else {
+		live = false
 	}
-	if err := seal(f); err != nil {
+	if err != nil {
 		return Info{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	fi, err := f.Stat()

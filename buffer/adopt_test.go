@@ -178,3 +178,26 @@ func TestAdoptLiveFreedWhileMapped(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A live adoption of a memfd nobody maps writable (an instance filled it
+// with write(2)) is sealed at once: no goroutine waits for an unmap.
+func TestAdoptLiveUnmappedSealsAtOnce(t *testing.T) {
+	s, _ := newStore(t, Config{Memory: 4 * MiB})
+	data := payload(64 << 10)
+	f := filled(t, data)
+	info, err := s.AdoptLive(f, int64(len(data)), crc(data), meta(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := memfd.Sealed(f); err != nil || !ok {
+		t.Fatalf("Sealed = %v, %v right after AdoptLive of an unmapped memfd", ok, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := s.WaitSealed(ctx, info.ID); err != nil {
+		t.Fatalf("WaitSealed: %v", err)
+	}
+	if got := readAll(t, s, info.ID); !bytes.Equal(got, data) {
+		t.Fatal("adopted bytes differ")
+	}
+}
