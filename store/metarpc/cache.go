@@ -49,7 +49,7 @@ type Cache struct {
 	buckets    map[string]*bucketEntry
 	all        *[]store.BucketInfo // ListBuckets, when cached
 	fills      map[*fill]struct{}
-	entries    int // objects and listings cached, for the bound
+	entries    int // weight of the objects and listings cached, for the bound
 	hits, miss uint64
 	leased     bool // a lease was granted once
 }
@@ -95,8 +95,9 @@ type CacheOptions struct {
 	// Lease is how long the cache serves after a renewal (default
 	// DefaultLease); it must not exceed the service's.
 	Lease time.Duration
-	// MaxEntries bounds the objects and listings kept (default 100000);
-	// past it the cache starts over.
+	// MaxEntries bounds the objects and listings kept (default 100000),
+	// an object counting 1 plus a quarter of its blocks and a listing 1
+	// plus its entries; past it the cache starts over.
 	MaxEntries int
 	Log        *slog.Logger
 }
@@ -322,7 +323,12 @@ func (mc *Cache) invalidate(kind byte, bucket, key string) {
 	if kind == InvalBucket {
 		mc.all = nil
 		if be != nil {
-			mc.entries -= len(be.objects) + len(be.lists)
+			for _, e := range be.objects {
+				mc.entries -= e.weight()
+			}
+			for _, e := range be.lists {
+				mc.entries -= e.weight()
+			}
 			delete(mc.buckets, bucket)
 		}
 		return
@@ -330,13 +336,18 @@ func (mc *Cache) invalidate(kind byte, bucket, key string) {
 	if be == nil {
 		return
 	}
-	if _, ok := be.objects[key]; ok {
+	if e, ok := be.objects[key]; ok {
 		delete(be.objects, key)
-		mc.entries--
+		mc.entries -= e.weight()
 	}
-	mc.entries -= len(be.lists)
+	for _, e := range be.lists {
+		mc.entries -= e.weight()
+	}
 	clear(be.lists)
 }
+
+func (e objectEntry) weight() int { return 1 + len(e.obj.Blocks)/4 }
+func (e listEntry) weight() int   { return 1 + len(e.res.Objects) + len(e.res.CommonPrefixes) }
 
 // begin starts a fill, or returns nil when the cache does not serve.
 func (mc *Cache) begin(what byte, bucket, key string) *fill {
@@ -449,10 +460,12 @@ func (mc *Cache) Object(bucket, key string) (meta.Object, error) {
 	if err == nil || absent(err) {
 		keep = func() {
 			be := mc.entry(bucket)
-			if _, ok := be.objects[key]; !ok {
-				mc.entries++
+			if old, ok := be.objects[key]; ok {
+				mc.entries -= old.weight()
 			}
-			be.objects[key] = objectEntry{obj: o, err: err}
+			e := objectEntry{obj: o, err: err}
+			be.objects[key] = e
+			mc.entries += e.weight()
 		}
 	}
 	mc.end(f, keep)
@@ -482,10 +495,11 @@ func (mc *Cache) List(bucket string, opts store.ListOptions) (store.ListResult, 
 		}
 		keep = func() {
 			be := mc.entry(bucket)
-			if _, ok := be.lists[opts]; !ok {
-				mc.entries++
+			if old, ok := be.lists[opts]; ok {
+				mc.entries -= old.weight()
 			}
 			be.lists[opts] = e
+			mc.entries += e.weight()
 		}
 	}
 	mc.end(f, keep)

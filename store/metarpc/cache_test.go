@@ -241,3 +241,29 @@ func FuzzFrame(f *testing.F) {
 }
 
 func newReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestCacheBound: past MaxEntries the cache starts over, counting a
+// listing by its entries, and still answers right.
+func TestCacheBound(t *testing.T) {
+	c, _ := serve(t)
+	mc := NewCache(&Client{BaseURL: c.BaseURL, Header: c.Header}, CacheOptions{MaxEntries: 8})
+	defer mc.Close()
+	waitServing(t, mc)
+	if err := mc.CreateBucket("bound"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := mc.Object("bound", strings.Repeat("k", i+1)); !errors.Is(err, store.ErrNoSuchKey) {
+			t.Fatal(err)
+		}
+		if _, err := mc.List("bound", store.ListOptions{Prefix: strings.Repeat("k", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+		mc.mu.Lock()
+		n := mc.entries
+		mc.mu.Unlock()
+		if n > 8 || n < 0 {
+			t.Fatalf("after %d lookups the cache weighs %d, bound 8", i+1, n)
+		}
+	}
+}
