@@ -60,3 +60,15 @@ func (p *Pool) Put(addr string, c *Conn) {
 	}
 	p.idle[addr] = append(p.idle[addr], c)
 }
+
+// Drop closes and forgets the idle connections to addr (its server is gone
+// for good; otherwise they would sit in the pool until the next Get).
+func (p *Pool) Drop(addr string) {
+	p.mu.Lock()
+	list := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	for _, c := range list {
+		c.C.Close()
+	}
+}
