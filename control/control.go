@@ -323,7 +323,9 @@ func (s *Server) retire(old *function, why string) {
 	s.mu.Unlock()
 	old.route.failAll(fmt.Errorf("%w: function %s was %s while the request waited; retry", ErrNoFunction, old.spec.Name, why))
 	for _, ref := range refs {
-		old.route.remove(ref.id)
+		// Draining, not removed: stopInstance waits for the calls sent
+		// straight to it, then takes it out.
+		old.route.drain(ref.id)
 		go s.stopInstance(old, ref)
 	}
 }

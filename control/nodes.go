@@ -75,7 +75,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("node agent is back", "node", hb.ID)
 	}
 	for i, ref := range gone {
-		goneFn[i].route.remove(ref.id)
+		s.unroute(goneFn[i], ref.id)
 		s.log.Warn("instance lost", "instance", ref.id, "node", ref.node)
 		s.poke(goneFn[i].spec.Name)
 	}
@@ -146,7 +146,7 @@ func (s *Server) watchNodes(ctx context.Context) {
 			s.log.Error("node agent lost: no heartbeat", "node", l, "after", s.cfg.NodeTimeout)
 		}
 		for _, g := range gs {
-			g.f.route.remove(g.id)
+			s.unroute(g.f, g.id)
 			s.poke(g.f.spec.Name)
 		}
 	}

@@ -253,6 +253,17 @@ func (r *route) waitIdle(ctx context.Context, id string) error {
 	}
 }
 
+// drain marks instance id as draining: no new invocation goes to it.
+func (r *route) drain(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.backends {
+		if b.id == id {
+			b.draining = true
+		}
+	}
+}
+
 // drainOne marks the idlest non-draining instance as draining and returns it.
 func (r *route) drainOne() *backend {
 	r.mu.Lock()

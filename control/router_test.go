@@ -141,3 +141,25 @@ func waitFor(t *testing.T, cond func() bool) {
 		return nil
 	})
 }
+
+func TestRouteWaitsForADrainingInstanceToGoIdle(t *testing.T) {
+	r := newRoute("f", 10, nil, time.Now())
+	r.add(&backend{id: "a", limit: 5})
+	b, err := r.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.drain("a")
+	if st := r.stats(); st.Draining != 1 {
+		t.Fatalf("stats %+v, want one draining", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := r.waitIdle(ctx, "a"); err == nil {
+		t.Fatal("waitIdle returned with an invocation in flight")
+	}
+	go func() { time.Sleep(10 * time.Millisecond); r.release(b) }()
+	if err := r.waitIdle(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+}

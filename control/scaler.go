@@ -174,10 +174,18 @@ func (s *Server) stopInstance(f *function, ref *instanceRef) {
 	if err := s.nodeStop(ctx, ref.node, ref.id); err != nil {
 		s.log.Warn("stop instance", "instance", ref.id, "node", ref.node, "err", err)
 	}
-	f.route.remove(ref.id)
+	s.unroute(f, ref.id)
 	s.mu.Lock()
 	delete(f.instances, ref.id)
 	s.mu.Unlock()
+}
+
+// unroute takes an instance out of f's rotation and closes the gateway's
+// idle framed connections to it.
+func (s *Server) unroute(f *function, id string) {
+	if b := f.route.remove(id); b != nil && b.direct != "" {
+		s.direct.Drop(b.direct)
+	}
 }
 
 // stopAllInstances stops every instance on every node (platform shutdown).
