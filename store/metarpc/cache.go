@@ -192,6 +192,13 @@ func (mc *Cache) dropAll() {
 func (mc *Cache) watch() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() { // Close must not wait for a dial to a service that is gone
+		select {
+		case <-mc.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, mc.c.BaseURL+"/watch", nil)
 	if err != nil {
 		return err
@@ -216,10 +223,7 @@ func (mc *Cache) watch() error {
 	}
 	defer conn.Close()
 	go func() {
-		select {
-		case <-mc.stop:
-		case <-ctx.Done():
-		}
+		<-ctx.Done()
 		conn.Close()
 	}()
 
