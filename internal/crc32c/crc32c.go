@@ -24,7 +24,7 @@ var table = crc32.MakeTable(crc32.Castagnoli)
 // Measured with BenchmarkUpdate.
 const (
 	foldBlock   = 256
-	minFold     = 1024
+	minFold     = 256
 	roundBytes  = 256 + 3*32
 	minRounds   = 12
 	maxRounds   = 256 << 10 / roundBytes
@@ -46,6 +46,9 @@ func Update(crc uint32, p []byte) uint32 {
 	if n := len(p) &^ (foldBlock - 1); n >= foldBlock {
 		reg = fold(reg, p[:n])
 		p = p[n:]
+	}
+	if len(p) == 0 {
+		return ^reg
 	}
 	return crc32.Update(^reg, table, p)
 }

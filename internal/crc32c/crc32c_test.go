@@ -18,7 +18,7 @@ func TestUpdateMatchesStdlib(t *testing.T) {
 		buf[i] = byte(rng.Uint32())
 	}
 	lengths := []int{0, 1, 15, 255, 256, 257, 511, 512, 1023, 1024, 1025, 1280, 2047, 2048, 4096 + 13, 64 << 10, 256 << 10, 256<<10 + 4}
-	for n := minFold - 300; n < minFold+1100; n += 37 {
+	for n := max(minFold-300, 0); n < minFold+1100; n += 37 {
 		lengths = append(lengths, n)
 	}
 	for _, base := range []int{minRounds * roundBytes, maxRounds * roundBytes, 2 * maxRounds * roundBytes} {
@@ -89,7 +89,7 @@ func FuzzUpdate(f *testing.F) {
 //
 //	go test -run '^$' -bench Update -count 5 ./internal/crc32c/
 func BenchmarkUpdate(b *testing.B) {
-	for _, n := range []int{512, 1024, 2048, 4096, 8192, 64 << 10, 256 << 10} {
+	for _, n := range []int{256, 512, 768, 1024, 2048, 4096, 8192, 64 << 10, 256 << 10} {
 		p := make([]byte, n)
 		for i := range p {
 			p[i] = byte(i * 7)
