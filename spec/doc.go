@@ -34,12 +34,25 @@
 //	memory: 0               # memory limit per instance; 0 (no limit) or at
 //	                        # least 4Mi, e.g. 128Mi, 1Gi, 1.5Gi, 512M, 67108864
 //	timeout: 5m             # limit on one invocation; above 0 and at most 1h
+//	store:                  # buckets of the cluster store the function may use
+//	                        # (default: none at all), over its node's S3 API
+//	                        # and through its mount; at most 32 entries
+//	  read: [corpus]        # list and read these buckets
+//	  readWrite:            # also put and delete objects, create and delete
+//	    - results           # the bucket; a bucket name, or a prefix and '*':
+//	    - scratch-*         # every bucket whose name starts with "scratch-"
+//	                        # ("*" alone: every bucket)
 //
 // Sizes are a number of bytes or a number with a binary suffix (Ki, Mi, Gi,
 // Ti, Pi, Ei), a decimal suffix (k, M, G, T, P, E) or B, as in Kubernetes;
 // see ParseBytes. Durations are Go durations such as 500ms, 30s or 1m30s.
 // Unknown fields, repeated keys, a second document and specs larger than
 // MaxSize (1 MiB) are errors.
+//
+// A function's instances reach the store with a credential of their own
+// that carries the function's store grants (package s3api,
+// FunctionKey); a request outside them is refused with AccessDenied,
+// naming the grant to add here.
 //
 // # Usage
 //

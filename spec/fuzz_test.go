@@ -24,6 +24,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: a\nconcurency: 1\nrun: {go: x, command: y}\nmemory: 12Q\n"))
 	f.Add([]byte("name: a\n---\nname: b\n"))
 	f.Add([]byte("name: a\nrun: {command: \"a b\", args: [\" x\\n\", \"#\", \"- y\", \"k: v\", \"\\u0085\\t\", null, ~]}\nenv: {A: \"\\n \", B: 'yes', C: 0x10}\n"))
+	f.Add([]byte("name: a\nrun: {command: app}\nstore:\n  read: [corpus, shared-*, '*']\n  readWrite: [results, scratch-*]\n"))
+	f.Add([]byte("name: a\nrun: {command: app}\nstore: {read: [], readWrite: [a.b-c, 'x*y*', '', corpus]}\n"))
+	f.Add([]byte("name: a\nrun: {command: app}\nstore: {read: [abc, abc], readWrite: [abc], write: [z]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fn, err := Parse(data)
 		if err != nil {

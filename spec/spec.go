@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -24,6 +25,53 @@ type Function struct {
 	Memory Bytes `yaml:"memory,omitempty" json:"memory,omitempty"`
 	// Timeout bounds one invocation (YAML: a Go duration such as "30s").
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Store lists the buckets of the cluster store the function may use,
+	// over its node's S3 API and through its mount. Without it the
+	// function reaches no bucket at all.
+	Store Store `yaml:"store,omitempty" json:"store,omitzero"`
+}
+
+// Store grants a function buckets of the cluster store. Each entry names
+// one bucket ("results") or, ending in '*', every bucket whose name starts
+// with what comes before it ("scratch-*"; "*" alone is every bucket, for
+// tooling functions). A bucket granted in both lists is an error.
+type Store struct {
+	// Read lists the buckets the function may list and read.
+	Read []string `yaml:"read,omitempty" json:"read,omitempty"`
+	// ReadWrite lists the buckets the function may also write: put and
+	// delete objects, and create or delete the bucket itself.
+	ReadWrite []string `yaml:"readWrite,omitempty" json:"readWrite,omitempty"`
+}
+
+// Allows reports whether s lets a function read bucket or, with write set,
+// write it.
+func (s Store) Allows(bucket string, write bool) bool {
+	for _, p := range s.ReadWrite {
+		if MatchBucket(p, bucket) {
+			return true
+		}
+	}
+	if write {
+		return false
+	}
+	for _, p := range s.Read {
+		if MatchBucket(p, bucket) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsZero reports whether s grants nothing.
+func (s Store) IsZero() bool { return len(s.Read) == 0 && len(s.ReadWrite) == 0 }
+
+// MatchBucket reports whether the grant pattern (a bucket name, or a
+// prefix followed by '*') covers bucket.
+func MatchBucket(pattern, bucket string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(bucket, prefix)
+	}
+	return pattern == bucket
 }
 
 // Run says how to start an instance: either a command, or a Go package that

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/handoff-dev/handoff/store"
 )
 
 // Limits enforced by Validate.
@@ -16,6 +18,9 @@ const (
 	MaxScale       = 1000
 	MinMemory      = Bytes(4 << 20)
 	MaxTimeout     = Duration(time.Hour)
+	// MaxGrants bounds the entries of store.read and store.readWrite
+	// together: a function's S3 access key carries them.
+	MaxGrants = 32
 )
 
 // ApplyDefaults fills in the fields left at zero: Concurrency, Scale.Max
@@ -54,6 +59,12 @@ func (f *Function) ApplyDefaults() {
 	}
 	if len(f.Run.Args) == 0 {
 		f.Run.Args = nil
+	}
+	if len(f.Store.Read) == 0 {
+		f.Store.Read = nil
+	}
+	if len(f.Store.ReadWrite) == 0 {
+		f.Store.ReadWrite = nil
 	}
 }
 
@@ -164,5 +175,62 @@ func (f Function) validate() []*FieldError {
 			bad(field, "the value contains a NUL byte; remove it")
 		}
 	}
+
+	if n := len(f.Store.Read) + len(f.Store.ReadWrite); n > MaxGrants {
+		bad("store", "%d buckets granted; grant at most %d, with patterns such as \"scratch-*\" for families of buckets", n, MaxGrants)
+	}
+	seen := map[string]string{}
+	for _, l := range []struct {
+		field string
+		list  []string
+	}{{"store.readWrite", f.Store.ReadWrite}, {"store.read", f.Store.Read}} {
+		for i, p := range l.list {
+			field := fmt.Sprintf("%s[%d]", l.field, i)
+			if msg := checkGrant(p); msg != "" {
+				bad(field, "%s", msg)
+				continue
+			}
+			if prev, ok := seen[p]; ok {
+				if prev == l.field {
+					bad(field, "%q is listed twice; keep one", p)
+				} else {
+					bad(field, "%q is also in store.readWrite, which includes reading; remove it from store.read", p)
+				}
+				continue
+			}
+			seen[p] = l.field
+		}
+	}
 	return errs
+}
+
+// checkGrant says what is wrong with a bucket grant pattern, or "".
+func checkGrant(p string) string {
+	prefix, wild := strings.CutSuffix(p, "*")
+	switch {
+	case p == "":
+		return `empty; name a bucket such as "results", or a family such as "scratch-*"`
+	case strings.Contains(prefix, "*"):
+		return fmt.Sprintf("%q has a '*' before its end; '*' may only end a pattern, as in \"scratch-*\"", p)
+	case !wild:
+		if err := store.CheckBucketName(p); err != nil {
+			msg := err.Error()
+			if i := strings.LastIndex(msg, ": bucket "); i >= 0 {
+				msg = msg[i+2:]
+			}
+			return msg + "; name a bucket, or a family such as \"scratch-*\""
+		}
+		return ""
+	case len(prefix) > 62:
+		return fmt.Sprintf("%q is longer than a bucket name (63 characters) can match; shorten the prefix", p)
+	}
+	for i := 0; i < len(prefix); i++ {
+		switch c := prefix[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '-' || c == '.') && i > 0:
+		default:
+			return fmt.Sprintf("%q can match no bucket: bucket names hold lowercase letters, digits, '.' and '-', and start with a letter or digit", p)
+		}
+	}
+	return ""
 }
