@@ -27,6 +27,8 @@ func TestTransferBarsJudgesEachBarOnItsSizes(t *testing.T) {
 			point(seriesRefPull, size, max(mb, 1)*400*time.Microsecond*10/9),
 			point(seriesF2F, size, max(mb, 1)*800*time.Microsecond),
 			point(seriesRefSame, size, 700*time.Microsecond),
+			point(seriesRefNode+"-sharemap", size, 600*time.Microsecond),
+			point(seriesRefNode, size, 3*time.Millisecond),
 		)
 	}
 	r.Points = append(r.Points,
@@ -41,15 +43,17 @@ func TestTransferBarsJudgesEachBarOnItsSizes(t *testing.T) {
 		got[b.Bar+" / "+b.Series+" / "+b.Baseline] = b.Met
 	}
 	want := map[string]bool{
-		"same node, 1 GiB hand-over: p50 < 1 ms / handoff-ref-same / memcpy":                               true,
-		"cross node, 64 MiB-1 GiB: throughput ≥ 0.8× tcp / handoff-ref-pull / tcp":                         true,
-		"cross node, 64 MiB-1 GiB: throughput ≥ 0.8× tcp / handoff-f2f / tcp":                              false,
-		"1 MiB: latency ≤ 1/20 of MinIO's / handoff-ref-pull / minio-shm":                                  true,
-		"1 MiB: latency ≤ 1/20 of MinIO's / handoff-f2f / minio-f2f":                                       false,
-		"64 MiB and above: throughput ≥ 10× MinIO's / handoff-ref-pull / minio-shm":                        true,
-		"1 MiB and above: latency ≤ 1/3 of Redis's / handoff-f2f / redis":                                  true,
-		"8-way scatter against S3: throughput ≥ 10× (the MinIO throughput bar) / scatter-ref / scatter-s3": true,
-		"8-way gather against S3: throughput ≥ 10× (the MinIO throughput bar) / gather-ref / gather-s3":    false,
+		"same node, 1 GiB hand-over with the invocation carrying the reference: p50 < 1 ms / handoff-ref-same / memcpy": true,
+		"same node, 1 GiB hand-over (Share + Map): p50 < 1 ms / handoff-ref-node-sharemap / memcpy":                     true,
+		"same node, 1 GiB hand-over with the invocation carrying the reference: p50 < 1 ms / handoff-ref-node / memcpy": false,
+		"cross node, 64 MiB-1 GiB: throughput ≥ 0.8× tcp / handoff-ref-pull / tcp":                                      true,
+		"cross node, 64 MiB-1 GiB: throughput ≥ 0.8× tcp / handoff-f2f / tcp":                                           false,
+		"1 MiB: latency ≤ 1/20 of MinIO's / handoff-ref-pull / minio-shm":                                               true,
+		"1 MiB: latency ≤ 1/20 of MinIO's / handoff-f2f / minio-f2f":                                                    false,
+		"64 MiB and above: throughput ≥ 10× MinIO's / handoff-ref-pull / minio-shm":                                     true,
+		"1 MiB and above: latency ≤ 1/3 of Redis's / handoff-f2f / redis":                                               true,
+		"8-way scatter against S3: throughput ≥ 10× (the MinIO throughput bar) / scatter-ref / scatter-s3":              true,
+		"8-way gather against S3: throughput ≥ 10× (the MinIO throughput bar) / gather-ref / gather-s3":                 false,
 	}
 	for k, met := range want {
 		m, ok := got[k]
