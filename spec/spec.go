@@ -65,6 +65,11 @@ func (s Store) Allows(bucket string, write bool) bool {
 // IsZero reports whether s grants nothing.
 func (s Store) IsZero() bool { return len(s.Read) == 0 && len(s.ReadWrite) == 0 }
 
+// ValidGrant reports whether p is a valid entry of store.read or
+// store.readWrite: a bucket name, or a prefix that can start one followed
+// by '*'.
+func ValidGrant(p string) bool { return checkGrant(p) == "" }
+
 // MatchBucket reports whether the grant pattern (a bucket name, or a
 // prefix followed by '*') covers bucket.
 func MatchBucket(pattern, bucket string) bool {
