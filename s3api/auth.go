@@ -13,6 +13,7 @@ import (
 type authed struct {
 	payload string // x-amz-content-sha256: a hex SHA-256 or one of the special values
 	signer  chunkSigner
+	who     *principal // nil: the admin credential
 }
 
 // authenticate verifies the request's SigV4 signature, in the
@@ -35,8 +36,9 @@ func (h *Handler) authHeader(r *http.Request, auth string) (*authed, *apiError) 
 	if !ok {
 		return nil, errAuthMalformed
 	}
-	if a.cred.accessKey != h.cfg.AccessKey {
-		return nil, errInvalidAccessKey
+	secret, who, kerr := h.lookupKey(a.cred.accessKey)
+	if kerr != nil {
+		return nil, kerr
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	var t time.Time
@@ -68,13 +70,13 @@ func (h *Handler) authHeader(r *http.Request, auth string) (*authed, *apiError) 
 			return nil, errorf("InvalidArgument", http.StatusBadRequest, "x-amz-content-sha256 must be 64 hex digits or UNSIGNED-PAYLOAD or a STREAMING- value.")
 		}
 	}
-	key := signingKey(h.cfg.SecretKey, a.cred)
+	key := signingKey(secret, a.cred)
 	cr := canonicalRequest(r, a.signedHeaders, payload, "")
 	want := hexHMAC(key, stringToSign(amzDate, a.cred, cr))
 	if !equalSig(want, a.signature) {
 		return nil, errSignatureMismatch
 	}
-	return &authed{payload: payload, signer: chunkSigner{key: key, amzDate: amzDate, scope: a.cred.scope(), prev: a.signature}}, nil
+	return &authed{payload: payload, signer: chunkSigner{key: key, amzDate: amzDate, scope: a.cred.scope(), prev: a.signature}, who: who}, nil
 }
 
 func (h *Handler) authQuery(r *http.Request) (*authed, *apiError) {
@@ -103,8 +105,9 @@ func (h *Handler) authQuery(r *http.Request) (*authed, *apiError) {
 	if err != nil || expires < 1 || time.Duration(expires)*time.Second > maxPresign {
 		return nil, errorf("AuthorizationQueryParametersError", http.StatusBadRequest, "X-Amz-Expires must be a number of seconds from 1 to 604800 (7 days).")
 	}
-	if cred.accessKey != h.cfg.AccessKey {
-		return nil, errInvalidAccessKey
+	secret, who, kerr := h.lookupKey(cred.accessKey)
+	if kerr != nil {
+		return nil, kerr
 	}
 	now := h.cfg.Clock.Now()
 	if now.Before(t.Add(-maxSkew)) {
@@ -117,7 +120,7 @@ func (h *Handler) authQuery(r *http.Request) (*authed, *apiError) {
 	if payload == "" {
 		payload = unsignedPayload
 	}
-	key := signingKey(h.cfg.SecretKey, cred)
+	key := signingKey(secret, cred)
 	cr := canonicalRequest(r, signed, payload, "X-Amz-Signature")
 	if !equalSig(hexHMAC(key, stringToSign(amzDate, cred, cr)), sig) {
 		return nil, errSignatureMismatch
@@ -125,7 +128,7 @@ func (h *Handler) authQuery(r *http.Request) (*authed, *apiError) {
 	if payload != unsignedPayload && !validSignature(strings.ToLower(payload)) {
 		return nil, errQueryAuthMalformed
 	}
-	return &authed{payload: payload}, nil
+	return &authed{payload: payload, who: who}, nil
 }
 
 func hexHMAC(key []byte, s string) string {

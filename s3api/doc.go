@@ -13,9 +13,18 @@
 // host (bucket.domain/key).
 //
 // Every request must carry an AWS Signature Version 4, in the
-// Authorization header or as a presigned URL, made with the configured
-// access key and secret; anything else gets AccessDenied,
-// InvalidAccessKeyId or SignatureDoesNotMatch. The payload is checked as
+// Authorization header or as a presigned URL, made with the admin
+// credential (Config.AccessKey and SecretKey: everything is allowed) or
+// with a function's credential (FunctionKey, when Config.FunctionKeys is
+// set); anything else gets AccessDenied, InvalidAccessKeyId or
+// SignatureDoesNotMatch. A function's access key names it and carries
+// the store grants of its spec (spec.Store), and its secret is an HMAC of
+// the key, so any node of the cluster checks it without state. A
+// function may read (GET, HEAD) the buckets it is granted and write
+// (every other method, bucket creation and deletion included) those
+// granted read-write; ListBuckets shows it only its granted buckets.
+// Anything else is AccessDenied, with a message that names the function,
+// the bucket and the spec field to add it to. The payload is checked as
 // x-amz-content-sha256 declares: a hex SHA-256 is compared at the end of
 // the body (XAmzContentSHA256Mismatch), aws-chunked bodies
 // (STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER],

@@ -3,6 +3,7 @@ package s3api
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,25 @@ func FuzzCompleteXML(f *testing.F) {
 		var req completeRequest
 		if decodeXML(bytes.NewReader(body), &req) == nil && len(req.Parts) > len(body) {
 			t.Fatalf("%d parts from %d bytes", len(req.Parts), len(body))
+		}
+	})
+}
+
+// FuzzParseFunctionKey: an access key from the wire never panics the
+// parser, and what it accepts mints back to a key that parses the same.
+func FuzzParseFunctionKey(f *testing.F) {
+	for _, s := range []string{"fn-wc-count_wresults_wscratch-*_rcorpus", "fn-a", "fn-a_r*", "fn-a__r", "fn-a_wx_rx", "handoff", "fn-a_r" + strings.Repeat("b", 70)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ak string) {
+		name, g, err := ParseFunctionKey(ak)
+		if err != nil {
+			return
+		}
+		again, _ := FunctionKey([]byte("k"), name, g)
+		name2, g2, err := ParseFunctionKey(again)
+		if err != nil || name2 != name || !slices.Equal(g.Read, g2.Read) || !slices.Equal(g.ReadWrite, g2.ReadWrite) {
+			t.Fatalf("%q parsed to %q %+v, minted back to %q: %q %+v %v", ak, name, g, again, name2, g2, err)
 		}
 	})
 }

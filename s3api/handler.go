@@ -20,9 +20,14 @@ import (
 type Config struct {
 	// Backend is the store served. Required.
 	Backend store.Backend
-	// AccessKey and SecretKey are the one credential requests must be
-	// signed with (Signature Version 4). Both required.
+	// AccessKey and SecretKey are the admin credential (Signature
+	// Version 4): it may do everything, for operators and tooling. Both
+	// required.
 	AccessKey, SecretKey string
+	// FunctionKeys, if set, is the root secret of functions' credentials
+	// (FunctionKey): a request signed with a function's key may use only
+	// the buckets its key grants. Nil refuses every key but the admin's.
+	FunctionKeys []byte
 	// Region is what GetBucketLocation answers; default "us-east-1".
 	// Signatures are accepted for any region the client names: the
 	// secret, not the region, is what authenticates.
@@ -52,6 +57,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.AccessKey == "" || cfg.SecretKey == "" {
 		return nil, fmt.Errorf("s3api: Config.AccessKey and Config.SecretKey are required; anonymous access is not supported")
+	}
+	if strings.HasPrefix(cfg.AccessKey, fnKeyPrefix) {
+		return nil, fmt.Errorf("s3api: Config.AccessKey %q starts with %q, which marks functions' keys; pick another admin key", cfg.AccessKey, fnKeyPrefix)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
@@ -93,6 +101,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.auth = a
+	if aerr := a.who.authorize(q); aerr != nil {
+		h.fail(q, aerr)
+		return
+	}
 
 	var err error
 	switch {
@@ -180,6 +192,9 @@ func (h *Handler) service(q *request) error {
 	}
 	res := listBucketsResult{NS: s3NS, Owner: owner{ID: "handoff", DisplayName: "handoff"}}
 	for _, b := range bs {
+		if w := q.auth.who; w != nil && !w.grants.Allows(b.Name, false) {
+			continue // a function sees only the buckets it was granted
+		}
 		res.Buckets = append(res.Buckets, bucketXML{Name: b.Name, CreationDate: isoTime(b.Created)})
 	}
 	writeXML(q.w, res)
