@@ -15,6 +15,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/peerlink"
 	"github.com/handoff-dev/handoff/s3api"
+	"github.com/handoff-dev/handoff/spec"
 	"github.com/handoff-dev/handoff/store/blocks"
 	"github.com/handoff-dev/handoff/store/local"
 	"github.com/handoff-dev/handoff/store/metarpc"
@@ -32,13 +33,21 @@ import (
 // reports the change done. Instances find the API in their environment:
 //
 //	HANDOFF_S3_ENDPOINT, AWS_ENDPOINT_URL_S3   http://host:port of this node's S3 API
-//	AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY    the credential it takes
+//	AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY    the function's own credential
 //	AWS_REGION                                  us-east-1
+//
+// An instance's credential is its function's (s3api.FunctionKey): it
+// reaches only the buckets the function's spec grants (store.read,
+// store.readWrite), and nothing without a store section. Its secret is
+// derived from the cluster token, so every node accepts it. The admin
+// credential (S3AccessKey, S3Secret) may do everything; it is for the
+// CLI, tests and the benchmark harness, and never handed to instances.
 //
 // Without a cluster identity (Config.TLS) the node neither serves nor
 // pulls blocks: it reads only the blocks it wrote itself.
 
-// S3AccessKey is the access key id of the node's S3 API.
+// S3AccessKey is the access key id of the admin credential of the node's
+// S3 API.
 const S3AccessKey = "handoff"
 
 // S3Secret derives the S3 API's secret from the cluster token, so that
@@ -48,6 +57,21 @@ func S3Secret(clusterToken string) string {
 	m := hmac.New(sha256.New, []byte(clusterToken))
 	m.Write([]byte("handoff s3 secret v1"))
 	return hex.EncodeToString(m.Sum(nil))[:40]
+}
+
+// FunctionKeyRoot derives from the cluster token the root secret of
+// functions' S3 credentials (s3api.Config.FunctionKeys), the same on
+// every member.
+func FunctionKeyRoot(clusterToken string) []byte {
+	m := hmac.New(sha256.New, []byte(clusterToken))
+	m.Write([]byte("handoff s3 function keys v1"))
+	return m.Sum(nil)
+}
+
+// FunctionS3Key returns the S3 credential a node hands to the instances
+// of function name with store grants g.
+func FunctionS3Key(clusterToken, name string, g spec.Store) (accessKey, secret string) {
+	return s3api.FunctionKey(FunctionKeyRoot(clusterToken), name, g)
 }
 
 // setupStore opens the node's view of the cluster store and its S3 API.
@@ -84,7 +108,8 @@ func (a *Agent) setupStore() error {
 		a.tier.Close()
 		return fmt.Errorf("node %s: store: %w", a.cfg.ID, err)
 	}
-	h, err := s3api.New(s3api.Config{Backend: st, AccessKey: S3AccessKey, SecretKey: S3Secret(a.cfg.Token), Log: a.log})
+	h, err := s3api.New(s3api.Config{Backend: st, AccessKey: S3AccessKey, SecretKey: S3Secret(a.cfg.Token),
+		FunctionKeys: FunctionKeyRoot(a.cfg.Token), Log: a.log})
 	if err != nil {
 		st.Close()
 		return err
@@ -104,14 +129,16 @@ func (a *Agent) serveS3() (stop func()) {
 	return func() { srv.Close(); a.store.Close() }
 }
 
-// storeEnv is what an instance needs to reach the store.
-func (a *Agent) storeEnv() []string {
+// storeEnv is what an instance of fn needs to reach the store: its
+// function's credential, never the admin's.
+func (a *Agent) storeEnv(fn spec.Function) []string {
 	if a.s3Ln == nil {
 		return nil
 	}
 	url := "http://" + a.s3Ln.Addr().String()
+	ak, sk := FunctionS3Key(a.cfg.Token, fn.Name, fn.Store)
 	return []string{
 		"HANDOFF_S3_ENDPOINT=" + url, "AWS_ENDPOINT_URL_S3=" + url,
-		"AWS_ACCESS_KEY_ID=" + S3AccessKey, "AWS_SECRET_ACCESS_KEY=" + S3Secret(a.cfg.Token), "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + ak, "AWS_SECRET_ACCESS_KEY=" + sk, "AWS_REGION=us-east-1",
 	}
 }
