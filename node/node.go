@@ -143,6 +143,7 @@ type Agent struct {
 	// mountDir is where the store is mounted ("" when it is not: mountErr
 	// says why); both are set before instances start.
 	mountDir, mountErr string
+	views              *storeViews     // per-grants views of the store for instances (mount.go)
 	member             *pki.Member     // the cluster identity, nil without Config.TLS
 	holder             string          // the holder name in references this agent signs
 	ctx                context.Context // done when Run stops
@@ -488,8 +489,8 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	}
 	sort.Strings(vars)
 	vars = append(vars, "HANDOFF_FD="+fdSock)
-	vars = append(vars, a.storeEnv()...)
-	vars = append(vars, a.mountEnv()...)
+	vars = append(vars, a.storeEnv(fn)...)
+	vars = append(vars, a.mountEnv(fn)...)
 	vars = append(vars, env...)
 	cfg := supervisor.Config{
 		ID:           id,
