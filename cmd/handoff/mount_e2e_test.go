@@ -9,18 +9,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/handoff-dev/handoff/spec"
 )
 
 // TestStoreMountAcrossNodes writes a file through node n1's mount of the
 // store and reads it through n2's, and checks that instances are told
-// where the mount is.
+// where their view of it is.
 func TestStoreMountAcrossNodes(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse here: the store mount is off (the S3 API still serves the store)")
 	}
 	dir := t.TempDir()
 	p := startPlatform(t, dir)
-	deploy(t, p.Client, testfnSpec(t, "envfn", nil))
+	deploy(t, p.Client, testfnSpec(t, "envfn", func(f *spec.Function) { f.Store.ReadWrite = []string{"shared"} }))
 	mounts := map[string]string{}
 	checkFor(t, 20*time.Second, func() error {
 		st, err := p.Client.Status(context.Background())
@@ -76,8 +78,13 @@ func TestStoreMountAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
+	// An instance is handed a view of its granted buckets, not the
+	// node-wide mount (TestFunctionStoreGrants checks the view).
 	out := invoke(t, p.Client, "envfn", "env HANDOFF_STORE_DIR")
-	if out != n1 && out != n2 {
-		t.Fatalf("an instance sees HANDOFF_STORE_DIR=%q; want its node's mount (%s or %s)", out, n1, n2)
+	if out == "" || out == n1 || out == n2 {
+		t.Fatalf("an instance sees HANDOFF_STORE_DIR=%q; want a view of its grants, not its node's mount (%s or %s)", out, n1, n2)
+	}
+	if ents, err := os.ReadDir(out); err != nil || len(ents) != 1 || ents[0].Name() != "shared" {
+		t.Fatalf("the instance's view lists %v, %v; want its one granted bucket", ents, err)
 	}
 }
