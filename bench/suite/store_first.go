@@ -126,7 +126,7 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 		job storeJob
 		env map[string]string
 	}{
-		{FirstSeries{Name: seriesMount, What: "the file under the instance's $HANDOFF_STORE_DIR, its node agent's FUSE mount of the store: open and read, no client to build; the node agent reads with the connections it holds"},
+		{FirstSeries{Name: seriesMount, What: "the file under the instance's $HANDOFF_STORE_DIR, its node agent's FUSE mount of the store narrowed to the function's granted buckets: open and read, no client to build; the node agent reads with the connections it holds"},
 			storeJob{Mode: "mount", Bucket: firstBucket, Keys: keys, Size: sz.small}, nil},
 		{FirstSeries{Name: seriesShared, What: "minio-go from the instance's environment to its node agent's S3 API on loopback; the node agent reads with the connections it holds"},
 			storeJob{Mode: "shared", Bucket: firstBucket, Keys: keys, Size: sz.small}, nil},
@@ -194,7 +194,11 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 // freshRead deploys bin as function name with no instance, invokes it
 // once (the platform starts an instance for it) and removes it.
 func (e Env) freshRead(ctx context.Context, p *platform.Platform, bin, name string, job storeJob, env map[string]string) (storeAnswer, error) {
-	f := spec.Function{Name: name, Run: spec.Run{Command: bin, Dir: e.Repo}, Env: env}
+	// Every series may read the bucket of the first-access objects, as
+	// its spec says: an instance's credential and mount reach only the
+	// buckets its function is granted.
+	f := spec.Function{Name: name, Run: spec.Run{Command: bin, Dir: e.Repo}, Env: env,
+		Store: spec.Store{Read: []string{firstBucket}}}
 	f.ApplyDefaults()
 	if err := f.Validate(); err != nil {
 		return storeAnswer{}, err

@@ -3,13 +3,14 @@
 // object, and then a second (warm) read with the same client. The body is
 // a JSON job; the answer a JSON result. Three ways to read:
 //
-//	mount   the store as files: the node agent's FUSE mount at
-//	        $HANDOFF_STORE_DIR, the reference design's volume; no client
+//	mount   the store as files: the node agent's FUSE mount of the
+//	        function's granted buckets at $HANDOFF_STORE_DIR, the
+//	        reference design's volume; no client
 //	        to build, the read is open and read on the mount, served by
 //	        the node agent with the connections it already holds
 //	shared  minio-go built from the instance's environment
-//	        (AWS_ENDPOINT_URL_S3 and the credential the node agent hands
-//	        out), so the read goes over loopback to the node agent, which
+//	        (AWS_ENDPOINT_URL_S3 and the function's own credential the
+//	        node agent hands out), so the read goes over loopback to the node agent, which
 //	        serves it with the connections it already holds to the
 //	        metadata service and to the peer holding the block
 //	own     the cluster store's own client in the instance: a metadata
@@ -183,7 +184,7 @@ func fileReader(path string) (reader, func(), error) {
 // mountReader reads bucket/key under the node agent's mount of the store.
 func mountReader(dir string) (reader, func(), error) {
 	if !filepath.IsAbs(dir) {
-		return nil, nil, fmt.Errorf("HANDOFF_STORE_DIR %q is not a mounted store (the node agent runs without its mount?)", dir)
+		return nil, nil, fmt.Errorf("HANDOFF_STORE_DIR %q is not a mounted store: the node agent runs without its mount, or the function's spec grants no bucket (add it to store.read)", dir)
 	}
 	get := func(_ context.Context, bucket, key string) ([]byte, error) {
 		return os.ReadFile(filepath.Join(dir, bucket, key))
