@@ -371,6 +371,29 @@ func (g *Group) Add(pid int) error {
 	return writeFile(g.path, "cgroup.procs", strconv.Itoa(pid))
 }
 
+// Rename gives the group a new name under the same parent, keeping its
+// processes, limit and every page charged to it (cgroup v1 only: v2 has no
+// rename). A node agent uses it to make a parked process's group its
+// instance's. It must not run concurrently with the group's other methods.
+func (g *Group) Rename(name string) error {
+	if err := checkRel(name, false); err != nil || strings.Contains(name, "/") {
+		return fmt.Errorf("cgroup: invalid group name %q: one path element", name)
+	}
+	if g.mode != V1 {
+		return fmt.Errorf("cgroup: rename %s: %w", g.path, ErrNoRename)
+	}
+	to := filepath.Join(filepath.Dir(g.path), name)
+	if err := os.Rename(g.path, to); err != nil {
+		return fmt.Errorf("cgroup: rename %s to %s: %w", g.path, name, err)
+	}
+	g.path = to
+	return nil
+}
+
+// ErrNoRename is returned by Rename on cgroup v2, which cannot rename a
+// group; the caller keeps the group under its old name.
+var ErrNoRename = errors.New("cgroup v2 cannot rename a group")
+
 // Procs lists the processes in the group.
 func (g *Group) Procs() ([]int, error) {
 	b, err := os.ReadFile(filepath.Join(g.path, "cgroup.procs"))

@@ -80,6 +80,11 @@ func ServeContext(ctx context.Context, h http.Handler) error {
 }
 
 func serveContext(ctx context.Context, h http.Handler, raw Handler) error {
+	// A parked process waits here for its instance environment; every
+	// per-instance variable is read below this line.
+	if active, err := awaitActivation(ctx); err != nil || !active {
+		return err
+	}
 	port := os.Getenv("PORT")
 	if port == "" {
 		return errors.New("sdk: PORT is not set: this program is not running under a Handoff node agent; start it with `handoff deploy` (or set PORT=8080 to try it by hand)")
@@ -774,4 +779,84 @@ func (w *wireWriter) abort(msg string) bool {
 		w.body = wire.NewBodyWriter(w.bw)
 	}
 	return w.body.Abort(msg) == nil
+}
+
+// Parking. A node agent may start a function's program before any
+// instance needs it, with only the function's own environment and
+// $HANDOFF_PARK_FD, one end of a socket pair (see package supervisor,
+// Park). Serve then says "parked\n" there and waits for the activation:
+// one line of JSON, {"env": ["K=V", ...]}, the instance's environment,
+// which it sets before it reads any of it. The program's start-up (runtime,
+// package initialisation, whatever main does before Serve) is then paid
+// before the request that needs the instance.
+
+// maxActivation bounds the activation line.
+const maxActivation = 1 << 20
+
+// awaitActivation parks the process if the node agent asked for it and
+// returns once it is activated (true), or when ctx ends first (false, nil).
+// Without $HANDOFF_PARK_FD it returns true at once.
+func awaitActivation(ctx context.Context) (bool, error) {
+	v, ok := os.LookupEnv("HANDOFF_PARK_FD")
+	if !ok {
+		return true, nil
+	}
+	os.Unsetenv("HANDOFF_PARK_FD") // not for the function's children
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return false, fmt.Errorf("sdk: HANDOFF_PARK_FD=%q is not a descriptor number; only a node agent sets it, so unset it to run the program by hand", v)
+	}
+	f := os.NewFile(uintptr(fd), "park")
+	if _, err := f.WriteString("parked\n"); err != nil {
+		f.Close()
+		return false, fmt.Errorf("sdk: HANDOFF_PARK_FD=%d: cannot tell the node agent this process is parked (%w); only a node agent sets it, so unset it to run the program by hand", fd, err)
+	}
+	type result struct {
+		env []string
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(io.LimitReader(f, maxActivation)).ReadBytes('\n')
+		if err != nil {
+			got <- result{nil, fmt.Errorf("sdk: parked process released without an activation (%v): the node agent stopped or dropped it", err)}
+			return
+		}
+		env, err := parseActivation(line)
+		got <- result{env, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return false, nil
+	case r := <-got:
+		f.Close()
+		if r.err != nil {
+			return false, r.err
+		}
+		for _, kv := range r.env {
+			k, val, _ := strings.Cut(kv, "=")
+			if err := os.Setenv(k, val); err != nil {
+				return false, fmt.Errorf("sdk: activation: set %s: %w", k, err)
+			}
+		}
+		return true, nil
+	}
+}
+
+// parseActivation reads the activation line: JSON {"env": ["K=V", ...]},
+// each entry a variable with a non-empty name, no NUL bytes.
+func parseActivation(line []byte) ([]string, error) {
+	var a struct {
+		Env []string `json:"env"`
+	}
+	if err := json.Unmarshal(line, &a); err != nil {
+		return nil, fmt.Errorf("sdk: activation from the node agent is not JSON {\"env\": [...]}: %w", err)
+	}
+	for _, kv := range a.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return nil, fmt.Errorf("sdk: activation from the node agent holds %q, which is not NAME=value", kv)
+		}
+	}
+	return a.Env, nil
 }

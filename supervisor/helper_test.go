@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/cgroup"
+	"github.com/handoff-dev/handoff/sdk"
 )
 
 // testCgroupParent holds the groups of this test process's instances.
@@ -74,6 +75,13 @@ func helperMain(mode string) {
 		fmt.Println(inst.Info().PID)
 		time.Sleep(time.Hour)
 		os.Exit(0)
+	case "sdk":
+		// The real SDK around the helper's handlers (parks when asked).
+		if err := sdk.ServeContext(context.Background(), helperMux()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "slow":
 		ms, _ := strconv.Atoi(os.Getenv("SLOW_MS"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
@@ -124,6 +132,10 @@ func helperMux() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(os.Environ())
+	})
+	mux.HandleFunc("GET /cgroup", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := os.ReadFile("/proc/self/cgroup")
+		w.Write(b)
 	})
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))

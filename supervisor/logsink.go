@@ -20,9 +20,8 @@ const (
 // logSink appends instance output to a file, rotating it at logRotateSize,
 // and keeps the end of the current process's output for error messages.
 type logSink struct {
-	path string // immutable; empty: no file
-
 	mu   sync.Mutex // guards all following fields
+	path string     // empty: no file
 	f    *os.File
 	size int64
 	err  error  // first write error, reported once
@@ -116,6 +115,24 @@ func (s *logSink) tail(n int) []string {
 		lines = lines[len(lines)-n:]
 	}
 	return lines
+}
+
+// moveTo renames the log file to path (a parked process's log becoming its
+// instance's) and writes there from now on.
+func (s *logSink) moveTo(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(s.path, path); err != nil {
+		return err
+	}
+	s.path = path
+	return nil
 }
 
 func (s *logSink) close() {

@@ -33,6 +33,38 @@ type proc struct {
 
 // spawn starts one process for the instance on port.
 func (i *Instance) spawn(port int) (*proc, error) {
+	p, err := spawnProc(spawnSpec{
+		command: i.cfg.Command, args: i.cfg.Args, dir: i.cfg.Dir,
+		env: append(i.env(port), "HANDOFF_READY_FD=3"),
+		out: i.out, cg: i.cg,
+	}, port)
+	if err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	i.pid = p.pid
+	i.cur = p
+	i.startedAt = p.spawnedAt
+	i.mu.Unlock()
+	return p, nil
+}
+
+// spawnSpec is what one process needs: its command line, environment,
+// where its output goes, its cgroup, and for a parked process the child's
+// end of its activation socket (passed as fd 4).
+type spawnSpec struct {
+	command string
+	args    []string
+	dir     string
+	env     []string
+	out     *logSink
+	cg      *cgroup.Group // nil: no memory limit
+	park    *os.File      // nil unless the process is parked
+}
+
+// spawnProc starts one process on port (0 for a parked process, which
+// learns its port at activation).
+func spawnProc(s spawnSpec, port int) (*proc, error) {
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -52,10 +84,13 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		return nil, err
 	}
 	defer rw.Close()
-	cmd := exec.Command(i.cfg.Command, i.cfg.Args...)
-	cmd.Dir = i.cfg.Dir
-	cmd.Env = append(i.env(port), "HANDOFF_READY_FD=3")
+	cmd := exec.Command(s.command, s.args...)
+	cmd.Dir = s.dir
+	cmd.Env = s.env
 	cmd.ExtraFiles = []*os.File{rw}
+	if s.park != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.park)
+	}
 	cmd.Stdin = devnull
 	cmd.Stdout = pw
 	cmd.Stderr = pw
@@ -63,10 +98,10 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if i.cg != nil && i.cg.Mode() == cgroup.V2 {
+	if s.cg != nil && s.cg.Mode() == cgroup.V2 {
 		// Born inside the group: no window in which the process runs
 		// unlimited.
-		dir, err := os.Open(i.cg.Path())
+		dir, err := os.Open(s.cg.Path())
 		if err != nil {
 			pr.Close()
 			pw.Close()
@@ -77,7 +112,7 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
 	}
-	i.out.newRun()
+	s.out.newRun()
 	spawnedAt := time.Now()
 	err = forkExec(cmd)
 	pw.Close()
@@ -85,7 +120,7 @@ func (i *Instance) spawn(port int) (*proc, error) {
 	if err != nil {
 		pr.Close()
 		rr.Close()
-		return nil, fmt.Errorf("start %s: %w", i.cfg.Command, err)
+		return nil, fmt.Errorf("start %s: %w", s.command, err)
 	}
 	p := &proc{
 		pid:       cmd.Process.Pid,
@@ -96,22 +131,18 @@ func (i *Instance) spawn(port int) (*proc, error) {
 		announced: make(chan struct{}),
 	}
 	go p.readAnnouncement(rr)
-	if i.cg != nil && i.cg.Mode() == cgroup.V1 {
+	if s.cg != nil && s.cg.Mode() == cgroup.V1 {
 		// cgroup v1 cannot place a child at birth; move it now. See the
 		// package documentation for the window this leaves.
-		if err := i.cg.Add(p.pid); err != nil {
+		if err := s.cg.Add(p.pid); err != nil {
 			syscall.Kill(-p.pid, syscall.SIGKILL)
 			cmd.Wait()
 			pr.Close()
 			return nil, fmt.Errorf("move process into its memory cgroup: %w", err)
 		}
 	}
-	i.mu.Lock()
-	i.pid = p.pid
-	i.startedAt = spawnedAt
-	i.mu.Unlock()
 	go func() {
-		i.out.copyFrom(pr)
+		s.out.copyFrom(pr)
 		pr.Close()
 		close(p.logDone)
 	}()

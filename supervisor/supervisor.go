@@ -220,6 +220,7 @@ type Instance struct {
 	idle      chan struct{} // closed when inflight drops to 0; nil unless Stop waits
 	port      int
 	pid       int
+	cur       *proc // the current (or last) process
 	restarts  int
 	startedAt time.Time
 	coldStart time.Duration
@@ -232,38 +233,11 @@ type Instance struct {
 // last lines the process printed. ctx bounds only the start; the instance
 // then runs until Stop.
 func Start(ctx context.Context, cfg Config) (*Instance, error) {
-	if cfg.ID == "" || cfg.Command == "" {
-		return nil, fmt.Errorf("supervisor: config needs an ID and a Command (got ID %q, Command %q)", cfg.ID, cfg.Command)
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = DefaultReadyTimeout
-	}
-	if cfg.RestartBackoffMin <= 0 {
-		cfg.RestartBackoffMin = DefaultRestartBackoffMin
-	}
-	if cfg.RestartBackoffMax <= 0 {
-		cfg.RestartBackoffMax = DefaultRestartBackoffMax
-	}
-	if cfg.RestartBackoffMax < cfg.RestartBackoffMin {
-		cfg.RestartBackoffMax = cfg.RestartBackoffMin
-	}
-	if cfg.CgroupParent == "" {
-		cfg.CgroupParent = "handoff"
-		if cfg.Node != "" {
-			cfg.CgroupParent += "/" + cgroupName(cfg.Node)
-		}
-	}
-	lg := cfg.Logger
-	if lg == nil {
-		lg = slog.Default()
-	}
-	i := &Instance{
-		cfg:      cfg,
-		log:      lg.With("instance", cfg.ID, "function", cfg.Function),
-		stopping: make(chan struct{}),
-		kill:     make(chan struct{}),
-		done:     make(chan struct{}),
-	}
+	i := newInstance(cfg)
 	out, err := openLogSink(cfg.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: start instance %s of %s: %w", cfg.ID, cfg.Function, err)
@@ -305,6 +279,65 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	i.setState(Ready)
 	go i.run(p)
 	return i, nil
+}
+
+// withDefaults checks cfg and fills in its zero values.
+func withDefaults(cfg Config) (Config, error) {
+	if cfg.ID == "" || cfg.Command == "" {
+		return cfg, fmt.Errorf("supervisor: config needs an ID and a Command (got ID %q, Command %q)", cfg.ID, cfg.Command)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.RestartBackoffMin <= 0 {
+		cfg.RestartBackoffMin = DefaultRestartBackoffMin
+	}
+	if cfg.RestartBackoffMax <= 0 {
+		cfg.RestartBackoffMax = DefaultRestartBackoffMax
+	}
+	if cfg.RestartBackoffMax < cfg.RestartBackoffMin {
+		cfg.RestartBackoffMax = cfg.RestartBackoffMin
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "handoff"
+		if cfg.Node != "" {
+			cfg.CgroupParent += "/" + cgroupName(cfg.Node)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// newInstance makes the Instance of cfg (defaults applied) with no
+// process, log sink or cgroup yet.
+func newInstance(cfg Config) *Instance {
+	return &Instance{
+		cfg:      cfg,
+		log:      cfg.Logger.With("instance", cfg.ID, "function", cfg.Function),
+		stopping: make(chan struct{}),
+		kill:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Announced reports whether the current process said it was ready on its
+// ready pipe, as the SDK does and plain HTTP programs do not: the node
+// agent parks only functions whose instances announce themselves.
+func (i *Instance) Announced() bool {
+	i.mu.Lock()
+	p := i.cur
+	i.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.announced:
+		return true
+	default:
+		return false
+	}
 }
 
 // Addr is the instance's "127.0.0.1:PORT". The port is kept across restarts
