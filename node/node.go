@@ -9,9 +9,12 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/api"
@@ -84,6 +88,13 @@ type Config struct {
 	CSIEndpoint string
 	// Version is the binary's version, as CSI reports it.
 	Version string
+
+	// ParkBudget is how many parked processes (SDK functions waiting,
+	// started, for their next instance; see park below) the agent keeps at
+	// most (0: DefaultParkBudget). NoPark turns parking off: every
+	// instance is a fresh fork and exec.
+	ParkBudget int
+	NoPark     bool
 }
 
 // StartRequest is the body of PUT /v1/instances/{id}.
@@ -158,7 +169,9 @@ type Agent struct {
 	instances map[string]*supervisor.Instance
 	starting  map[string]bool // ids reserved by a start in progress
 	closing   bool
-	sockets   uint64 // instance sockets made, for their names
+	sockets   uint64               // instance sockets made, for their names
+	parked    map[string]*parkSlot // by function name
+	parkSeq   uint64               // parked processes made, for their names
 }
 
 // New prepares an agent; Run starts it.
@@ -187,6 +200,7 @@ func New(cfg Config) (*Agent, error) {
 		toCtl:     httpx.NewHybrid(),
 		instances: make(map[string]*supervisor.Instance),
 		starting:  make(map[string]bool),
+		parked:    make(map[string]*parkSlot),
 		ctx:       context.Background(),
 	}
 	a.holder = holderName(cfg.ID, a.boot)
@@ -320,6 +334,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.closing = true
 	a.mu.Unlock()
+	a.unparkAll()
 	a.stopAll(30 * time.Second)
 	a.handOffBuffers()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -371,6 +386,9 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/instances", a.handleList)
 	mux.HandleFunc("POST /v1/invoke/{id}", a.handleInvoke)
 	mux.HandleFunc("GET /v1/logs/{function}", a.handleLogs)
+	mux.HandleFunc("GET /v1/parked", a.handleListParked)
+	mux.HandleFunc("PUT /v1/parked/{function}", a.handleRepark)
+	mux.HandleFunc("DELETE /v1/parked/{function}", a.handleUnpark)
 	// The gateway stores uploads over the inline limit here (issuer "client").
 	mux.HandleFunc("POST /v1/refs", func(w http.ResponseWriter, r *http.Request) { a.handlePutRef(w, r, "") })
 	a.runs.routes(mux)
@@ -513,7 +531,19 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 		},
 	}
 	start := time.Now()
-	inst, err := supervisor.Start(ctx, cfg)
+	key, pcfg := a.parkConfig(req)
+	var inst *supervisor.Instance
+	err = nil
+	if pk := a.takeParked(fn.Name, key); pk != nil {
+		inst, err = pk.Activate(ctx, cfg)
+		if err != nil {
+			a.log.Warn("parked process could not become the instance; starting a new process", "function", fn.Name, "instance", id, "err", err)
+			inst = nil
+		}
+	}
+	if inst == nil {
+		inst, err = supervisor.Start(ctx, cfg)
+	}
 	if err != nil {
 		stopAPI()
 		unreserve()
@@ -535,6 +565,13 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	}
 	a.instances[id] = inst
 	a.mu.Unlock()
+	// The next instance of an SDK function here starts from a parked
+	// process, made once this one has had its first requests.
+	time.AfterFunc(parkDelay, func() {
+		if inst.Announced() {
+			a.park(fn.Name, key, pcfg, 0)
+		}
+	})
 	go func() {
 		<-inst.Wait()
 		stopAPI()
@@ -662,7 +699,11 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(files)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	for _, f := range files {
-		fmt.Fprintf(w, "==> node %s instance %s <==\n", a.cfg.ID, trimExt(filepath.Base(f)))
+		what := "instance"
+		if strings.HasPrefix(filepath.Base(f), "parked.") {
+			what = "parked process"
+		}
+		fmt.Fprintf(w, "==> node %s %s %s <==\n", a.cfg.ID, what, trimExt(filepath.Base(f)))
 		if fh, err := os.Open(f); err == nil {
 			_, _ = httpx.Copy(w, fh)
 			fh.Close()
@@ -691,4 +732,294 @@ func toAPI(i supervisor.Info) api.Instance {
 		Restarts: i.Restarts, StartedAt: i.StartedAt, ColdStart: i.ColdStart, MemoryBytes: i.MemoryBytes,
 		LastExit: i.LastExit, MemoryLimitEnforced: i.MemoryLimitEnforced,
 	}
+}
+
+// Parking. A fresh Go instance spends 10-25 ms here between exec and the
+// end of its package initialisation, more than the cold-start budget. So
+// the agent keeps, for each SDK function that has run on this node, one
+// parked process (supervisor.Park): started with the function's own
+// environment, waiting inside sdk.Serve for its activation. The next start
+// of that function (scale from zero, scale up) activates it instead of
+// forking (supervisor.Parked.Activate: instance environment, cgroup, log),
+// and the agent parks a new one once the instance has served a moment.
+//
+// Rules: only functions whose instances announced themselves on the ready
+// pipe (the SDK does) are parked; a parked process is keyed on the start
+// request (spec, binary path) and the binary's size, time and inode, so a
+// redeployed function's old process is killed, never activated; at most
+// ParkBudget are kept, the longest-parked one making room; one that dies
+// is replaced (three deaths in a row and the function is not parked again
+// until its next instance starts); parked processes serve nothing, are not
+// instances (not listed, not in heartbeats) and are killed when the agent
+// stops. The control plane asks for a redeployed function's new version
+// (PUT /v1/parked/{function}) and drops a removed one's
+// (DELETE /v1/parked/{function}).
+
+// DefaultParkBudget is the default of Config.ParkBudget.
+const DefaultParkBudget = 8
+
+const (
+	// parkDelay is how long after an instance's start its function is
+	// parked again, so the new process's start-up does not compete with
+	// the instance's first requests.
+	parkDelay = 200 * time.Millisecond
+	// parkTimeout bounds how long a process may take to park.
+	parkTimeout = 30 * time.Second
+	// maxParkDeaths is how many parked processes of one function may die
+	// in a row before the agent stops parking it.
+	maxParkDeaths = 3
+)
+
+// parkSlot is the parked process of one function. Its fields are guarded
+// by Agent.mu.
+type parkSlot struct {
+	key   string
+	cfg   supervisor.Config
+	pk    *supervisor.Parked // nil while Park runs
+	since time.Time
+}
+
+// ParkedInfo describes a parked process in GET /v1/parked.
+type ParkedInfo struct {
+	Function string    `json:"function"`
+	PID      int       `json:"pid"`    // 0 while it starts
+	Parked   bool      `json:"parked"` // it waits for its activation
+	Since    time.Time `json:"since"`
+}
+
+// parkConfig returns the key parked processes of req are matched on and
+// the configuration of a parked process for it: the function's own
+// environment, nothing per instance.
+func (a *Agent) parkConfig(req StartRequest) (string, supervisor.Config) {
+	fn := req.Function
+	command := fn.Run.Command
+	if req.Binary != "" {
+		command = req.Binary
+	}
+	h := sha256.New()
+	json.NewEncoder(h).Encode(req)
+	path := command
+	if !filepath.IsAbs(path) && fn.Run.Dir != "" && strings.Contains(path, "/") {
+		path = filepath.Join(fn.Run.Dir, path)
+	}
+	if st, err := os.Stat(path); err == nil {
+		fmt.Fprintf(h, "%s %d %d", path, st.Size(), st.ModTime().UnixNano())
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(h, " %d", sys.Ino)
+		}
+	}
+	vars := make([]string, 0, len(fn.Env)+8)
+	for k, v := range fn.Env {
+		vars = append(vars, k+"="+v)
+	}
+	sort.Strings(vars)
+	vars = append(vars, a.storeEnv(fn)...)
+	vars = append(vars, a.mountEnv(fn)...)
+	return hex.EncodeToString(h.Sum(nil)), supervisor.Config{
+		Function:     fn.Name,
+		Node:         a.cfg.ID,
+		Command:      command,
+		Args:         fn.Run.Args,
+		Dir:          fn.Run.Dir,
+		Env:          vars,
+		Memory:       int64(fn.Memory),
+		CgroupParent: "handoff/" + a.cfg.ID,
+		Logger:       a.log,
+	}
+}
+
+// takeParked hands over fn's parked process if it was parked from key; a
+// parked process of another version is killed.
+func (a *Agent) takeParked(fn, key string) *supervisor.Parked {
+	a.mu.Lock()
+	s := a.parked[fn]
+	if s == nil || s.pk == nil {
+		a.mu.Unlock()
+		return nil
+	}
+	delete(a.parked, fn)
+	a.mu.Unlock()
+	if s.key != key {
+		a.log.Info("function changed: killing its parked process", "function", fn, "pid", s.pk.PID())
+		go s.pk.Kill()
+		return nil
+	}
+	return s.pk
+}
+
+// park keeps a parked process of fn made from cfg, unless one of the same
+// key is there already; one of another key is replaced. deaths counts the
+// parked processes of fn that died in a row.
+func (a *Agent) park(fn, key string, cfg supervisor.Config, deaths int) {
+	budget := a.cfg.ParkBudget
+	if budget <= 0 {
+		budget = DefaultParkBudget
+	}
+	var kill []*supervisor.Parked
+	a.mu.Lock()
+	if a.cfg.NoPark || a.closing {
+		a.mu.Unlock()
+		return
+	}
+	if s := a.parked[fn]; s != nil {
+		if s.key == key {
+			a.mu.Unlock()
+			return
+		}
+		delete(a.parked, fn)
+		kill = append(kill, s.pk)
+	}
+	for len(a.parked) >= budget {
+		oldest := ""
+		for name, s := range a.parked {
+			if oldest == "" || s.since.Before(a.parked[oldest].since) {
+				oldest = name
+			}
+		}
+		kill = append(kill, a.parked[oldest].pk)
+		delete(a.parked, oldest)
+	}
+	a.parkSeq++
+	cfg.ID = fmt.Sprintf("parked.%d", a.parkSeq)
+	cfg.LogPath = filepath.Join(a.cfg.Dir, "logs", fn, cfg.ID+".log")
+	slot := &parkSlot{key: key, cfg: cfg, since: time.Now()}
+	a.parked[fn] = slot
+	a.mu.Unlock()
+	for _, pk := range kill {
+		if pk != nil {
+			pk.Kill()
+		}
+	}
+	pk, err := supervisor.Park(cfg)
+	a.mu.Lock()
+	mine := a.parked[fn] == slot
+	if mine && err == nil {
+		slot.pk = pk
+	} else if mine {
+		delete(a.parked, fn)
+	}
+	a.mu.Unlock()
+	switch {
+	case err != nil:
+		a.log.Warn("cannot park a process; the next instance starts afresh", "function", fn, "err", err)
+	case !mine: // replaced or dropped meanwhile
+		pk.Kill()
+	default:
+		go a.watchParked(fn, slot, pk, deaths)
+	}
+}
+
+// watchParked replaces a parked process that dies and drops one that does
+// not park in time (not an SDK program after all).
+func (a *Agent) watchParked(fn string, slot *parkSlot, pk *supervisor.Parked, deaths int) {
+	t := time.NewTimer(parkTimeout)
+	defer t.Stop()
+	select {
+	case <-pk.Parked():
+		a.log.Debug("process parked", "function", fn, "pid", pk.PID(), "after", time.Since(slot.since))
+		deaths = 0
+	case <-pk.Exited():
+	case <-t.C:
+		a.log.Warn("process did not park in time; the function is not parked", "function", fn, "timeout", parkTimeout)
+		a.unpark(fn, slot)
+		return
+	}
+	<-pk.Exited()
+	a.mu.Lock()
+	mine := a.parked[fn] == slot
+	if mine {
+		delete(a.parked, fn)
+	}
+	a.mu.Unlock()
+	if !mine {
+		return // activated, replaced or dropped
+	}
+	deaths++
+	reason := pk.ExitReason()
+	pk.Kill() // releases its cgroup and log
+	if deaths >= maxParkDeaths {
+		a.log.Error("parked processes keep dying; the function is not parked until its next instance", "function", fn, "deaths", deaths, "exit", reason)
+		return
+	}
+	a.log.Warn("parked process died; parking another", "function", fn, "exit", reason)
+	time.Sleep(time.Duration(deaths) * 100 * time.Millisecond)
+	a.park(fn, slot.key, slot.cfg, deaths)
+}
+
+// unpark kills fn's parked process; with slot set, only if it is that one.
+func (a *Agent) unpark(fn string, slot *parkSlot) {
+	a.mu.Lock()
+	s := a.parked[fn]
+	if s == nil || slot != nil && s != slot {
+		a.mu.Unlock()
+		return
+	}
+	delete(a.parked, fn)
+	a.mu.Unlock()
+	if s.pk != nil {
+		s.pk.Kill()
+	}
+}
+
+// unparkAll kills every parked process (the agent stops).
+func (a *Agent) unparkAll() {
+	a.mu.Lock()
+	slots := a.parked
+	a.parked = make(map[string]*parkSlot)
+	a.mu.Unlock()
+	for _, s := range slots {
+		if s.pk != nil {
+			s.pk.Kill()
+		}
+	}
+}
+
+func (a *Agent) handleListParked(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	out := make([]ParkedInfo, 0, len(a.parked))
+	for fn, s := range a.parked {
+		pi := ParkedInfo{Function: fn, Since: s.since}
+		if s.pk != nil {
+			pi.PID = s.pk.PID()
+			select {
+			case <-s.pk.Parked():
+				pi.Parked = true
+			default:
+			}
+		}
+		out = append(out, pi)
+	}
+	a.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Function < out[j].Function })
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// handleRepark is the control plane telling that a function was
+// redeployed: a parked process of an older version is replaced by one of
+// this version. A function with none parked here is left alone.
+func (a *Agent) handleRepark(w http.ResponseWriter, r *http.Request) {
+	var req StartRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "park request: "+err.Error())
+		return
+	}
+	fn := r.PathValue("function")
+	if req.Function.Name != fn || spec.CheckName(fn) != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("park request: the body names function %q, the path %q; they must be the same valid name", req.Function.Name, fn))
+		return
+	}
+	key, cfg := a.parkConfig(req)
+	a.mu.Lock()
+	s := a.parked[fn]
+	a.mu.Unlock()
+	if s != nil && s.key != key {
+		go a.park(fn, key, cfg, 0)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleUnpark is the control plane telling that a function was removed.
+func (a *Agent) handleUnpark(w http.ResponseWriter, r *http.Request) {
+	a.unpark(r.PathValue("function"), nil)
+	w.WriteHeader(http.StatusNoContent)
 }

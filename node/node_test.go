@@ -840,3 +840,203 @@ func TestConcurrentStartsOfOneID(t *testing.T) {
 		}
 	}
 }
+
+// parkedOf returns the pid of fn's parked process (0 if none or starting).
+func (h *harness) parkedOf(fn string) int {
+	h.t.Helper()
+	return h.parkedInfo(fn).PID
+}
+
+// parkedInfo returns what GET /v1/parked says of fn.
+func (h *harness) parkedInfo(fn string) ParkedInfo {
+	h.t.Helper()
+	status, b := h.do("GET", "/v1/parked", testToken, nil)
+	if status != http.StatusOK {
+		h.t.Fatalf("GET /v1/parked: %d %s", status, b)
+	}
+	var ps []ParkedInfo
+	if err := json.Unmarshal(b, &ps); err != nil {
+		h.t.Fatalf("GET /v1/parked: %v; body %s", err, b)
+	}
+	for _, p := range ps {
+		if p.Function == fn {
+			return p
+		}
+	}
+	return ParkedInfo{}
+}
+
+// waitParked waits until fn has a parked process other than not and returns its pid.
+func (h *harness) waitParked(fn string, not int) int {
+	h.t.Helper()
+	var pid int
+	waitFor(h.t, 10*time.Second, func() error {
+		pid = h.parkedOf(fn)
+		if pid == 0 || pid == not {
+			return fmt.Errorf("no new parked process of %s (have %d)", fn, pid)
+		}
+		if !h.parkedInfo(fn).Parked {
+			return fmt.Errorf("process %d of %s has not parked yet", pid, fn)
+		}
+		return nil
+	})
+	return pid
+}
+
+func parkRequest(t *testing.T, fn string, env map[string]string, memory spec.Bytes) []byte {
+	t.Helper()
+	f := spec.Function{Name: fn, Run: spec.Run{Command: testfnBin}, Env: env, Memory: memory}
+	f.ApplyDefaults()
+	b, err := json.Marshal(StartRequest{Function: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sockets counts the sockets process pid holds.
+func sockets(t *testing.T, pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestParkedProcessBecomesTheNextInstance(t *testing.T) {
+	h := startAgent(t)
+	body := parkRequest(t, "echo", map[string]string{"GREETING": "spec"}, 64<<20)
+	if status, b := h.do("PUT", "/v1/instances/i1", testToken, body); status != http.StatusOK {
+		t.Fatalf("start i1: %d %s", status, b)
+	}
+	parked := h.waitParked("echo", 0)
+	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", parked))
+	for _, k := range []string{"PORT=", "HANDOFF_INSTANCE=", "HANDOFF_API=", "HANDOFF_WIRE_SECRET="} {
+		if bytes.Contains(env, []byte("\x00"+k)) {
+			t.Errorf("parked process has per-instance %s", k)
+		}
+	}
+	if !bytes.Contains(env, []byte("GREETING=spec")) {
+		t.Errorf("parked process lacks the spec's env")
+	}
+	// Never an instance, never reachable: its only socket is the park socket.
+	for _, in := range h.list() {
+		if in.PID == parked {
+			t.Errorf("parked process %d listed as instance %s", parked, in.ID)
+		}
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if n := sockets(t, parked); n != 1 {
+			return fmt.Errorf("parked process holds %d sockets, want only its park socket", n)
+		}
+		return nil
+	})
+	if status, _ := h.do("DELETE", "/v1/instances/i1", testToken, nil); status != http.StatusNoContent {
+		t.Fatalf("stop i1: %d", status)
+	}
+	// Scale from zero: the parked process becomes i2, with i2's env.
+	status, b := h.do("PUT", "/v1/instances/i2", testToken, body)
+	if status != http.StatusOK {
+		t.Fatalf("start i2: %d %s", status, b)
+	}
+	var in api.Instance
+	json.Unmarshal(b, &in)
+	if in.PID != parked {
+		t.Fatalf("i2 runs as pid %d, want the parked %d", in.PID, parked)
+	}
+	t.Logf("activation to ready: %v", in.ColdStart)
+	for name, want := range map[string]string{"HANDOFF_INSTANCE": "i2", "GREETING": "spec", "HANDOFF_FUNCTION": "echo"} {
+		if status, out := h.invoke("i2", "echo", "env "+name); status != http.StatusOK || out != want {
+			t.Errorf("i2: env %s = %d %q, want %q", name, status, out, want)
+		}
+	}
+	if status, out := h.invoke("i2", "echo", "env HANDOFF_API"); status != http.StatusOK || !strings.HasPrefix(out, filepath.Join(filepath.Dir(h.agent.SocketPath()), "api")) {
+		t.Errorf("i2: HANDOFF_API = %q", out)
+	}
+	if in.MemoryLimitEnforced {
+		cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", parked))
+		if !strings.Contains(string(cg), "/handoff/n1/i2") && !strings.Contains(string(cg), "/handoff/n1/parked.") {
+			t.Errorf("activated process is in cgroups %q, want the instance's", cg)
+		}
+	}
+	// And a new one is parked for the next start.
+	h.waitParked("echo", parked)
+}
+
+func TestParkedProcessCrashIsReplaced(t *testing.T) {
+	h := startAgent(t)
+	h.start("i1", "echo", nil)
+	first := h.waitParked("echo", 0)
+	syscall.Kill(first, syscall.SIGKILL)
+	second := h.waitParked("echo", first)
+	if !processGone(first) {
+		t.Errorf("killed parked process %d still there", first)
+	}
+	t.Logf("parked %d replaced by %d", first, second)
+}
+
+func TestRedeployReplacesParkedProcess(t *testing.T) {
+	h := startAgent(t)
+	h.start("i1", "echo", map[string]string{"V": "1"})
+	old := h.waitParked("echo", 0)
+	// The control plane says echo has a new version.
+	v2 := startRequest(t, "echo", map[string]string{"V": "2"})
+	if status, b := h.do("PUT", "/v1/parked/echo", testToken, v2); status != http.StatusNoContent {
+		t.Fatalf("PUT /v1/parked/echo: %d %s", status, b)
+	}
+	cur := h.waitParked("echo", old)
+	waitGone(t, old)
+	h.do("DELETE", "/v1/instances/i1", testToken, nil)
+	status, b := h.do("PUT", "/v1/instances/i2", testToken, v2)
+	if status != http.StatusOK {
+		t.Fatalf("start i2: %d %s", status, b)
+	}
+	if status, out := h.invoke("i2", "echo", "env V"); out != "2" {
+		t.Errorf("i2 of version 2: env V = %d %q", status, out)
+	}
+	var in api.Instance
+	json.Unmarshal(b, &in)
+	if in.PID != cur {
+		t.Errorf("i2 is pid %d, want the parked version 2 (%d)", in.PID, cur)
+	}
+	// A start of yet another version without notice never activates the
+	// old parked process.
+	next := h.waitParked("echo", cur)
+	v3 := startRequest(t, "echo", map[string]string{"V": "3"})
+	status, b = h.do("PUT", "/v1/instances/i3", testToken, v3)
+	if status != http.StatusOK {
+		t.Fatalf("start i3: %d %s", status, b)
+	}
+	json.Unmarshal(b, &in)
+	if in.PID == next {
+		t.Error("a parked process of version 2 became an instance of version 3")
+	}
+	if status, out := h.invoke("i3", "echo", "env V"); out != "3" {
+		t.Errorf("i3: env V = %d %q", status, out)
+	}
+	waitGone(t, next)
+	// Removal drops the parked process.
+	last := h.waitParked("echo", next)
+	h.do("DELETE", "/v1/parked/echo", testToken, nil)
+	waitGone(t, last)
+	if pid := h.parkedOf("echo"); pid != 0 {
+		t.Errorf("parked process %d after DELETE /v1/parked/echo", pid)
+	}
+}
+
+func TestNoParkStartsEveryInstanceAfresh(t *testing.T) {
+	h := startAgentTuned(t, newFakeControl(t), "", func(c *Config) { c.NoPark = true })
+	var req StartRequest
+	json.Unmarshal(startRequest(t, "echo", nil), &req)
+	key, cfg := h.agent.parkConfig(req)
+	h.agent.park("echo", key, cfg, 0) // what an instance's start schedules
+	if pid := h.parkedOf("echo"); pid != 0 {
+		t.Errorf("NoPark agent parked pid %d", pid)
+	}
+}
