@@ -161,8 +161,9 @@ func (v *Backend) AbortUpload(ctx context.Context, bucket, key, uploadID string)
 	return v.b.AbortUpload(ctx, bucket, key, uploadID)
 }
 
+// ListParts reads, as S3's ListParts (a GET) does.
 func (v *Backend) ListParts(ctx context.Context, bucket, key, uploadID string, opts store.ListPartsOptions) (store.ListPartsResult, error) {
-	if err := v.check(bucket, true); err != nil {
+	if err := v.check(bucket, false); err != nil {
 		return store.ListPartsResult{}, err
 	}
 	return v.b.ListParts(ctx, bucket, key, uploadID, opts)
