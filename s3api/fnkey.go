@@ -136,7 +136,9 @@ func (h *Handler) lookupKey(accessKey string) (string, *principal, *apiError) {
 
 // authorize checks a function's request against its grants: GET and HEAD
 // read, every other method writes. ListBuckets is filtered instead
-// (service).
+// (service). Only the addressed bucket is checked: an operation that
+// names a second one (x-amz-copy-source, NotImplemented today) must check
+// that one too when it is added.
 func (p *principal) authorize(q *request) *apiError {
 	if p == nil || q.bucket == "" {
 		return nil
