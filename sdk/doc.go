@@ -84,4 +84,27 @@
 // seconds and the process exits 0. ServeContext is the same server bound to a
 // context instead of signals, for tests and for programs that manage their own
 // lifecycle.
+//
+// # Parked processes
+//
+// To take the start-up of the Go runtime and of the program's packages off
+// the cold start, a node agent may start a function's program before an
+// instance needs it (a "parked" process): with the function's own
+// environment (the spec's env, HANDOFF_FUNCTION, HANDOFF_NODE, the store's
+// variables) but none of the instance's. Serve, ServeHTTP and ServeContext
+// then wait, before they read anything else, until the agent activates the
+// process as an instance: they set the instance's variables (PORT,
+// HANDOFF_INSTANCE, HANDOFF_API, HANDOFF_FD, HANDOFF_WIRE, ...) with
+// os.Setenv and carry on as usual. A parked process never serves a
+// request, and one that is not needed is killed.
+//
+// The rule this makes: code that runs before Serve (package variables,
+// init functions, main up to Serve) may read the function's environment but
+// must not read a per-instance variable such as $PORT, $HANDOFF_INSTANCE or
+// $HANDOFF_API, which is unset there in a parked process; read them in the
+// handler, or after Serve has started (Invoke, Put and the other calls read
+// them when they are made). A program that needs an instance variable
+// before Serve can opt out by not using the SDK's Serve (it then starts
+// afresh every time, as any HTTP program), or the node agent can be run
+// with --park 0.
 package sdk

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -770,4 +771,116 @@ func TestWireDrainsOnShutdown(t *testing.T) {
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("the framed port still accepts after shutdown")
 	}
+}
+
+// TestServeParkedWaitsForActivation parks ServeContext as a node agent
+// would (a socket pair in $HANDOFF_PARK_FD, no PORT) and activates it.
+func TestServeParkedWaitsForActivation(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := os.NewFile(uintptr(fds[0]), "agent")
+	defer agent.Close()
+	os.Unsetenv("PORT")
+	t.Setenv("HANDOFF_PARK_FD", strconv.Itoa(fds[1]))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeContext(ctx, HandlerFunc(func(ctx context.Context, in []byte) ([]byte, error) {
+			return []byte(os.Getenv("PARK_TEST_INSTANCE")), nil
+		}))
+	}()
+	line, err := bufio.NewReader(agent).ReadString('\n')
+	if err != nil || line != "parked\n" {
+		t.Fatalf("the parked server said %q (%v), want parked", line, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("ServeContext returned while parked: %v", err)
+	default:
+	}
+	port := freePort(t)
+	fmt.Fprintf(agent, `{"env":["PORT=%s","PARK_TEST_INSTANCE=i-7"]}`+"\n", port)
+	defer os.Unsetenv("PARK_TEST_INSTANCE")
+	var out string
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		resp, err := http.Post("http://127.0.0.1:"+port+"/", "", nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out = string(b)
+		return nil
+	})
+	if out != "i-7" {
+		t.Errorf("activated handler sees PARK_TEST_INSTANCE=%q, want i-7", out)
+	}
+	if _, ok := os.LookupEnv("HANDOFF_PARK_FD"); ok {
+		t.Error("HANDOFF_PARK_FD still set after the activation")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeParkedReleasedWithoutActivation(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := os.NewFile(uintptr(fds[0]), "agent")
+	t.Setenv("HANDOFF_PARK_FD", strconv.Itoa(fds[1]))
+	done := make(chan error, 1)
+	go func() { done <- ServeContext(context.Background(), http.NotFoundHandler()) }()
+	bufio.NewReader(agent).ReadString('\n')
+	agent.Close() // the node agent dropped it
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "released without an activation") {
+		t.Errorf("ServeContext = %v, want released without an activation", err)
+	}
+	t.Setenv("HANDOFF_PARK_FD", "x")
+	if err := ServeContext(context.Background(), http.NotFoundHandler()); err == nil || !strings.Contains(err.Error(), "unset it") {
+		t.Errorf("ServeContext with a bad HANDOFF_PARK_FD = %v", err)
+	}
+}
+
+func TestParseActivation(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"env":["PORT=1","A=b=c","E="]}`, true},
+		{`{"env":[]}`, true},
+		{`{"env":["=x"]}`, false},
+		{`{"env":["NOEQUALS"]}`, false},
+		{`{"env":["A=\u0000"]}`, false},
+		{`{"env":"PORT=1"}`, false},
+		{`not json`, false},
+	} {
+		_, err := parseActivation([]byte(tc.in))
+		if (err == nil) != tc.ok {
+			t.Errorf("parseActivation(%s) = %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+}
+
+func FuzzParseActivation(f *testing.F) {
+	f.Add([]byte(`{"env":["PORT=8080","HANDOFF_INSTANCE=i-1"]}` + "\n"))
+	f.Add([]byte(`{"env":["=x"]}`))
+	f.Add([]byte(`{"env":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := parseActivation(b)
+		if err != nil {
+			return
+		}
+		for _, kv := range env {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+				t.Fatalf("accepted %q", kv)
+			}
+		}
+	})
 }
