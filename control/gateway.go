@@ -405,10 +405,12 @@ func (s *Server) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusInternalServerError, "state_error", err.Error())
 		return
 	}
-	if _, err := s.install(f, version); err != nil {
+	fn, err := s.install(f, version)
+	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, "install_failed", err.Error())
 		return
 	}
+	s.parkNotify(f.Name, fn)
 	s.log.Info("deployed", "function", f.Name, "version", version)
 	httpx.WriteJSON(w, http.StatusOK, api.Function{Function: f, Version: version})
 }
@@ -456,6 +458,7 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		s.retire(f, "removed")
 	}
+	s.parkNotify(name, nil)
 	s.log.Info("removed", "function", name)
 	w.WriteHeader(http.StatusNoContent)
 }

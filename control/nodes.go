@@ -215,6 +215,30 @@ func (s *Server) nodeStart(nodeID, id string, f *function) (*node.Direct, error)
 	return ans.Direct, nil
 }
 
+// parkNotify tells every live node agent that function name was
+// redeployed (f set: a parked process of an older version is replaced by
+// one of f) or removed (f nil: its parked process is killed). Best effort,
+// in the background: a node that misses it still never activates a parked
+// process of another version (it keys them on the start request).
+func (s *Server) parkNotify(name string, f *function) {
+	method, body := http.MethodDelete, any(nil)
+	if f != nil {
+		method, body = http.MethodPut, node.StartRequest{Function: f.spec, Binary: f.binary}
+	}
+	for _, id := range s.liveNodes() {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := s.nodeRequest(ctx, method, id, "/v1/parked/"+name, body)
+			if err != nil {
+				s.log.Debug("park notice not delivered", "node", id, "function", name, "err", err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+}
+
 func (s *Server) nodeStop(ctx context.Context, nodeID, id string) error {
 	resp, err := s.nodeRequest(ctx, http.MethodDelete, nodeID, "/v1/instances/"+id, nil)
 	if err != nil {
