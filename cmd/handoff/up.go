@@ -32,6 +32,7 @@ func cmdUp(args []string) error {
 	storeMem := fs.String("store-memory", "", "memory budget of each node agent's share of the store (default: an eighth of the machine's memory)")
 	nodeHost := fs.String("node-host", "127.0.0.1", "address the node agents listen on (API, wire and peer ports)")
 	csi := fs.Bool("csi", false, "every node agent serves the CSI driver over the cluster store at its DIR/nodes/ID/csi.sock")
+	park := fs.Int("park", node.DefaultParkBudget, "parked processes each node agent keeps for the next instances of SDK functions (0: off, every instance is a fresh fork and exec)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -104,6 +105,10 @@ func cmdUp(args []string) error {
 	if *csi {
 		extra = append(extra, "--csi-endpoint", "default")
 	}
+	if *park < 0 {
+		return fmt.Errorf("--park %d: give 0 (off) or how many parked processes a node agent keeps", *park)
+	}
+	extra = append(extra, "--park", strconv.Itoa(*park))
 	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, Host: *nodeHost, ExtraArgs: extra, Logger: log}
 	l.Start(nodeCtx, *nodes)
 	defer func() { stopNodes(); l.Wait() }()
@@ -176,6 +181,7 @@ func cmdNode(args []string) error {
 	storeMem := fs.String("store-memory", "", "memory budget of the node's share of the store (default: an eighth of the machine's memory)")
 	s3Listen := fs.String("s3-listen", "127.0.0.1:0", "address of the node's S3-compatible API")
 	noMount := fs.Bool("no-store-mount", false, "do not mount the store (FUSE) into instances; the S3 API still serves it")
+	park := fs.Int("park", node.DefaultParkBudget, "parked processes kept for the next instances of SDK functions (0: off)")
 	csiEndpoint := fs.String("csi-endpoint", "", `serve the CSI driver over the cluster store on this socket (unix:///PATH; "default": DIR/csi.sock); see docs/csi.md`)
 	var tlsFiles pki.Files
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "cluster CA certificate (PEM)")
@@ -225,7 +231,8 @@ func cmdNode(args []string) error {
 	}
 	a, err := node.New(node.Config{AdminToken: admin, ID: *id, Listen: *listen, Dir: *dir, ControlURL: *ctl, Token: strings.TrimSpace(string(b)), Logger: log,
 		InlineMax: int64(max), BufferMemory: budget, SpillDir: *spill, TLS: tlsFiles, PeerListen: *peerListen, PeerEncrypt: *encrypt, WireListen: *wireListen,
-		StoreMemory: storeBudget, S3Listen: *s3Listen, NoStoreMount: *noMount, CSIEndpoint: *csiEndpoint, Version: versionString()})
+		StoreMemory: storeBudget, S3Listen: *s3Listen, NoStoreMount: *noMount, CSIEndpoint: *csiEndpoint, Version: versionString(),
+		ParkBudget: *park, NoPark: *park <= 0})
 	if err != nil {
 		return err
 	}
