@@ -137,6 +137,10 @@ type function struct {
 	// guarded by Server.mu:
 	starting  int
 	instances map[string]*instanceRef
+	// parkedOn is the node where an instance last started: its agent keeps
+	// a parked process of the function there, so the next start that
+	// finds the nodes equally loaded goes back to it.
+	parkedOn string
 	decision  autoscale.Decision
 	removed   bool
 }

@@ -62,7 +62,7 @@ func (s *Server) reconcile(f *function, now time.Time) {
 	f.decision = d
 	var toStart []string
 	for have < d.Desired {
-		node := s.placeLocked()
+		node := s.placeLocked(f.parkedOn)
 		if node == "" {
 			break
 		}
@@ -93,8 +93,9 @@ func (s *Server) reconcile(f *function, now time.Time) {
 	}
 }
 
-// placeLocked picks the live node with the fewest instances.
-func (s *Server) placeLocked() string {
+// placeLocked picks the live node with the fewest instances, prefer among
+// equals (the node holding the function's parked process).
+func (s *Server) placeLocked(prefer string) string {
 	best, bestN := "", int(^uint(0)>>1)
 	counts := make(map[string]int)
 	for _, f := range s.funcs {
@@ -107,7 +108,7 @@ func (s *Server) placeLocked() string {
 			continue
 		}
 		c := counts[id] + n.starting
-		if c < bestN || (c == bestN && id < best) {
+		if c < bestN || (c == bestN && id != best && (id == prefer || best != prefer && id < best)) {
 			best, bestN = id, c
 		}
 	}
@@ -136,6 +137,7 @@ func (s *Server) startInstance(f *function, node string) {
 	removed := f.removed
 	if err == nil && !removed {
 		f.instances[id] = &instanceRef{id: id, node: node, started: time.Now()}
+		f.parkedOn = node
 	}
 	nodeURL, wireAddr := "", ""
 	if n := s.nodes[node]; n != nil {
