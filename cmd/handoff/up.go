@@ -37,6 +37,9 @@ func cmdUp(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *park < 0 {
+		return fmt.Errorf("--park %d: give 0 (off) or how many parked processes a node agent keeps", *park)
+	}
 	if *nodes < 1 || *nodes > 64 {
 		return fmt.Errorf("--nodes %d: give 1 to 64", *nodes)
 	}
@@ -104,9 +107,6 @@ func cmdUp(args []string) error {
 	}
 	if *csi {
 		extra = append(extra, "--csi-endpoint", "default")
-	}
-	if *park < 0 {
-		return fmt.Errorf("--park %d: give 0 (off) or how many parked processes a node agent keeps", *park)
 	}
 	extra = append(extra, "--park", strconv.Itoa(*park))
 	l := &control.Launcher{Binary: self, Dir: abs, ControlURL: srv.URL(), TokenFile: tokenFile, CA: ca, Host: *nodeHost, ExtraArgs: extra, Logger: log}
