@@ -116,6 +116,7 @@ type LeaseExecutor struct {
 	State string `json:"state"`
 	TCP   string `json:"tcp,omitempty"`
 	Unix  string `json:"unix,omitempty"`
+	PID   int    `json:"pid,omitempty"` // its process on its node; in listings only
 }
 
 // LeaseRedirect answers a lease request this node cannot grant but a peer

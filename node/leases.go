@@ -351,6 +351,11 @@ func (l *leaser) handleList(w http.ResponseWriter, r *http.Request) {
 			Expires: ls.Expires, Allocated: ls.Allocated, Busy: ls.Busy, HotPolling: ls.HotPolling, Invocations: ls.Invocations}
 		if g := l.grants[ls.ID]; g != nil {
 			info.Executors = executors(ls, g)
+			for i, e := range info.Executors {
+				if ex := g.execs[e.Index]; ex != nil && ex.inst != nil {
+					info.Executors[i].PID = ex.inst.Info().PID
+				}
+			}
 		}
 		out = append(out, info)
 	}

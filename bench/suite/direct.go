@@ -198,9 +198,9 @@ func leaseSeries(ctx context.Context, lc *leaseclient.Client, fn, mode string, t
 	s.Acquire = time.Since(start)
 	defer l.Release(context.Background())
 	g := l.Grant()
-	pids := leasePIDs(g.ID)
-	if len(pids) == 0 {
-		return s, fmt.Errorf("no process in /proc has HANDOFF_LEASE=%s: cannot account the executor's CPU", g.ID)
+	pids, err := leasePIDs(ctx, lc, g.ID)
+	if err != nil {
+		return s, err
 	}
 
 	for range min(n, 1000) { // warm up
@@ -458,24 +458,24 @@ func procCPU(pids []int) time.Duration {
 	return total
 }
 
-// leasePIDs finds the processes started for lease id: the node agent
-// gives each executor HANDOFF_LEASE=id (a wrapper, if any, has it too and
-// costs nothing while the executor runs).
-func leasePIDs(id string) []int {
-	want := []byte("HANDOFF_LEASE=" + id + "\x00")
-	ents, _ := os.ReadDir("/proc")
+// leasePIDs finds the processes of lease id's executors, as their node
+// lists them (a process started from a parked one has no HANDOFF_LEASE in
+// its /proc environ).
+func leasePIDs(ctx context.Context, lc *leaseclient.Client, id string) ([]int, error) {
+	info, err := leaseInfo(ctx, lc, id)
+	if err != nil {
+		return nil, err
+	}
 	var pids []int
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + ent.Name() + "/environ")
-		if err == nil && (bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
-			pids = append(pids, pid)
+	for _, e := range info.Executors {
+		if e.PID > 0 {
+			pids = append(pids, e.PID)
 		}
 	}
-	return pids
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("lease %s lists no executor process: cannot account the executor's CPU", id)
+	}
+	return pids, nil
 }
 
 // Series finds a lease series by name.
