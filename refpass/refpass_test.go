@@ -148,8 +148,15 @@ func TestRefusals(t *testing.T) {
 	forger.Use(1)
 	r, _ := ref.Parse(tok)
 	forged, _ := forger.Sign(r)
+	// Change one signature character to another valid one (a flipped
+	// bit could make '-' or '_' an invalid character: malformed, not
+	// tampered).
 	tampered := []byte(tok)
-	tampered[len(tampered)-5] ^= 1
+	if i := len(tampered) - 5; tampered[i] == 'A' {
+		tampered[i] = 'B'
+	} else {
+		tampered[i] = 'A'
+	}
 	for _, tc := range []struct {
 		name, token, reader string
 		want                error
