@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -807,6 +809,7 @@ func awaitActivation(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("sdk: HANDOFF_PARK_FD=%q is not a descriptor number; only a node agent sets it, so unset it to run the program by hand", v)
 	}
 	f := os.NewFile(uintptr(fd), "park")
+	warmUp()
 	if _, err := f.WriteString("parked\n"); err != nil {
 		f.Close()
 		return false, fmt.Errorf("sdk: HANDOFF_PARK_FD=%d: cannot tell the node agent this process is parked (%w); only a node agent sets it, so unset it to run the program by hand", fd, err)
@@ -840,6 +843,51 @@ func awaitActivation(ctx context.Context) (bool, error) {
 			}
 		}
 		return true, nil
+	}
+}
+
+// warmUp serves one invocation over HTTP and one over the framed protocol,
+// on throwaway loopback listeners, with a handler of its own (never the
+// function's): the code and data of the serving path are then paged in
+// before the activation, so an instance's first request costs about what
+// a warm one does. Failures are ignored: it is only a head start.
+func warmUp() {
+	h := wrap(HandlerFunc(func(context.Context, []byte) ([]byte, error) { return nil, nil }), 0)
+	deadline := time.Now().Add(2 * time.Second)
+	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
+		go srv.Serve(ln)
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.SetDeadline(deadline)
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: warm-up\r\nContent-Length: 1\r\nX-Handoff-Request-Id: warm-up\r\nConnection: close\r\n\r\nx")
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+		srv.Close()
+	}
+	var secret [16]byte
+	rand.Read(secret[:])
+	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		ws := &wireServer{ln: ln, secret: []byte(hex.EncodeToString(secret[:])), h: h, conns: map[net.Conn]bool{}}
+		go ws.serve()
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.SetDeadline(deadline)
+			br, bw := bufio.NewReader(c), bufio.NewWriter(c)
+			if wire.WriteHello(bw, string(ws.secret)) == nil {
+				if k, err := br.ReadByte(); err == nil && k == 'K' {
+					req := &wire.Request{Target: "/", Header: http.Header{HeaderRequestID: {"warm-up"}}, Body: []byte("x")}
+					if wire.WriteRequest(bw, req) == nil {
+						if _, _, err := wire.ReadAnswerHead(br); err == nil {
+							io.Copy(io.Discard, wire.NewBodyReader(br))
+						}
+					}
+				}
+			}
+			c.Close()
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		ws.shutdown(ctx)
+		cancel()
 	}
 }
 
