@@ -63,6 +63,14 @@
 // are charged to the node agent's group; this is a few hundred KiB at most.
 // When no cgroup can be created the instance runs without a limit, the node
 // logs one warning, and Info.MemoryLimitEnforced is false.
+//
+// # Parked processes
+//
+// Park starts a function's program before an instance needs it, with the
+// function's environment only; the SDK waits for its activation inside
+// sdk.Serve. Parked.Activate makes it an Instance (its environment, port,
+// cgroup and log), which then runs as one Start made. See park.go for the
+// protocol and for what happens to the memory charged before activation.
 package supervisor
 
 import (
