@@ -93,8 +93,14 @@ func (s *Server) reconcile(f *function, now time.Time) {
 	}
 }
 
-// placeLocked picks the live node with the fewest instances, prefer among
-// equals (the node holding the function's parked process).
+// parkSlack is how many instances more than the least-loaded node the
+// node holding a function's parked process may run and still get its next
+// instance.
+const parkSlack = 1
+
+// placeLocked picks the live node with the fewest instances, or prefer (the
+// node holding the function's parked process) if it runs at most parkSlack
+// more.
 func (s *Server) placeLocked(prefer string) string {
 	best, bestN := "", int(^uint(0)>>1)
 	counts := make(map[string]int)
@@ -108,9 +114,14 @@ func (s *Server) placeLocked(prefer string) string {
 			continue
 		}
 		c := counts[id] + n.starting
-		if c < bestN || (c == bestN && id != best && (id == prefer || best != prefer && id < best)) {
+		if c < bestN || (c == bestN && id < best) {
 			best, bestN = id, c
 		}
+	}
+	// A start from a parked process saves a Go process start (tens of
+	// ms); worth one instance more than the least-loaded node.
+	if n := s.nodes[prefer]; n != nil && n.up && prefer != best && counts[prefer]+n.starting <= bestN+parkSlack {
+		best = prefer
 	}
 	if best != "" {
 		s.nodes[best].starting++
