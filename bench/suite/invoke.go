@@ -241,6 +241,8 @@ func parkedStarts(ctx context.Context, e Env, p *platform.Platform, n int, res *
 			spawn = append(spawn, d)
 			if pid == parked[name] {
 				res.ParkedActivated++
+			} else {
+				fmt.Fprintf(e.Log, "  %s started afresh (pid %d), not from its parked process %d\n", name, pid, parked[name])
 			}
 			if err := cl.Remove(ctx, name); err != nil {
 				return err
