@@ -568,7 +568,7 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	// The next instance of an SDK function here starts from a parked
 	// process, made once this one has had its first requests.
 	time.AfterFunc(parkDelay, func() {
-		if inst.Announced() {
+		if inst.Announced() && inst.State() == supervisor.Ready {
 			a.park(fn.Name, key, pcfg, 0)
 		}
 	})
