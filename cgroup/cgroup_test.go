@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,45 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if n < 1 {
 		t.Errorf("OOMKills = %d, want >= 1", n)
+	}
+}
+
+func TestRenameKeepsLimitAndCharges(t *testing.T) {
+	mode, err := Detect()
+	if err != nil {
+		t.Skipf("no memory controller on this machine: %v", err)
+	}
+	parent := fmt.Sprintf("handoff-test/rn-%d", os.Getpid())
+	g, err := New(parent, "parked.1", 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		g.Kill()
+		g.Close()
+		RemoveParent(parent)
+	})
+	if err := g.Rename("bad/name"); err == nil {
+		t.Error("Rename accepted a name with a slash")
+	}
+	err = g.Rename("i-1")
+	if mode != V1 {
+		if !errors.Is(err, ErrNoRename) {
+			t.Errorf("Rename on %v = %v, want ErrNoRename", mode, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(g.Path()) != "i-1" {
+		t.Errorf("Path after Rename = %s", g.Path())
+	}
+	b, err := os.ReadFile(filepath.Join(g.Path(), "memory.limit_in_bytes"))
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
+		t.Errorf("limit after Rename = %q (%v), want %d", b, err, 64<<20)
+	}
+	if _, err := os.Stat(filepath.Join(detected.root, parent, "parked.1")); !os.IsNotExist(err) {
+		t.Errorf("old name still there: %v", err)
 	}
 }
