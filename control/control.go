@@ -141,8 +141,8 @@ type function struct {
 	// a parked process of the function there, so the next start that
 	// finds the nodes equally loaded goes back to it.
 	parkedOn string
-	decision  autoscale.Decision
-	removed   bool
+	decision autoscale.Decision
+	removed  bool
 }
 
 type instanceRef struct {
