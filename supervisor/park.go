@@ -119,17 +119,7 @@ func Park(cfg Config) (*Parked, error) {
 // env is the parked process's environment: the agent's base variables, the
 // per-function ones, and the two descriptors.
 func (pk *Parked) env() []string {
-	env := make([]string, 0, len(baseEnv)+len(pk.cfg.Env)+5)
-	for _, k := range baseEnv {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	if _, ok := os.LookupEnv("PATH"); !ok {
-		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
-	}
-	env = append(env, pk.cfg.Env...)
-	return append(env,
+	return append(functionEnv(pk.cfg.Env, 5),
 		"HANDOFF_FUNCTION="+pk.cfg.Function,
 		"HANDOFF_NODE="+pk.cfg.Node,
 		"HANDOFF_READY_FD=3",

@@ -817,8 +817,11 @@ func pickPort(prev int) (int, error) {
 // baseEnv is what an instance inherits from the node agent.
 var baseEnv = []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"}
 
-func (i *Instance) env(port int) []string {
-	env := make([]string, 0, len(baseEnv)+len(i.cfg.Env)+5)
+// functionEnv is the start of a process's environment: what it inherits
+// from the node agent, then the function's own variables; extra is room
+// for the caller's.
+func functionEnv(fnEnv []string, extra int) []string {
+	env := make([]string, 0, len(baseEnv)+len(fnEnv)+extra)
 	for _, k := range baseEnv {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
@@ -827,8 +830,11 @@ func (i *Instance) env(port int) []string {
 	if _, ok := os.LookupEnv("PATH"); !ok {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
 	}
-	env = append(env, i.cfg.Env...)
-	return append(env,
+	return append(env, fnEnv...)
+}
+
+func (i *Instance) env(port int) []string {
+	return append(functionEnv(i.cfg.Env, 5),
 		"PORT="+strconv.Itoa(port),
 		"HANDOFF_FUNCTION="+i.cfg.Function,
 		"HANDOFF_INSTANCE="+i.cfg.ID,
