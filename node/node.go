@@ -501,14 +501,7 @@ func (a *Agent) startInstance(ctx context.Context, id string, req StartRequest, 
 	if req.Binary != "" {
 		command = req.Binary
 	}
-	vars := make([]string, 0, len(fn.Env)+len(env)+1)
-	for k, v := range fn.Env {
-		vars = append(vars, k+"="+v)
-	}
-	sort.Strings(vars)
-	vars = append(vars, "HANDOFF_FD="+fdSock)
-	vars = append(vars, a.storeEnv(fn)...)
-	vars = append(vars, a.mountEnv(fn)...)
+	vars := append(a.functionVars(fn), "HANDOFF_FD="+fdSock)
 	vars = append(vars, env...)
 	cfg := supervisor.Config{
 		ID:           id,
@@ -787,6 +780,18 @@ type ParkedInfo struct {
 	Since    time.Time `json:"since"`
 }
 
+// functionVars is the environment every process of fn gets, parked or
+// started: the spec's variables, then its store credential and mount.
+func (a *Agent) functionVars(fn spec.Function) []string {
+	vars := make([]string, 0, len(fn.Env)+8)
+	for k, v := range fn.Env {
+		vars = append(vars, k+"="+v)
+	}
+	sort.Strings(vars)
+	vars = append(vars, a.storeEnv(fn)...)
+	return append(vars, a.mountEnv(fn)...)
+}
+
 // parkConfig returns the key parked processes of req are matched on and
 // the configuration of a parked process for it: the function's own
 // environment, nothing per instance.
@@ -808,13 +813,7 @@ func (a *Agent) parkConfig(req StartRequest) (string, supervisor.Config) {
 			fmt.Fprintf(h, " %d", sys.Ino)
 		}
 	}
-	vars := make([]string, 0, len(fn.Env)+8)
-	for k, v := range fn.Env {
-		vars = append(vars, k+"="+v)
-	}
-	sort.Strings(vars)
-	vars = append(vars, a.storeEnv(fn)...)
-	vars = append(vars, a.mountEnv(fn)...)
+	vars := a.functionVars(fn)
 	return hex.EncodeToString(h.Sum(nil)), supervisor.Config{
 		Function:     fn.Name,
 		Node:         a.cfg.ID,
