@@ -59,9 +59,10 @@ producer tasks and M consumer tasks:
 
 Key hash sends each record to the task its hash picks, so equal records meet;
 roundrobin deals records out in turn. A pinned mode must be one xfer knows;
-whether it runs here is checked by Build, not by Parse (store, for one, does
-not run yet). A workflow expands to at most MaxTasks tasks and MaxChannels
-channels.
+whether the platform runs it is checked by Build against the policy, not by
+Parse. A store edge writes each channel into the cluster store as an object
+of the run, deleted when the run ends. A workflow expands to at most MaxTasks
+tasks and MaxChannels channels.
 
 # Interfaces
 
