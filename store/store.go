@@ -78,6 +78,9 @@ type ObjectInfo struct {
 	Meta map[string]string
 	// Expires is when the object's time to live runs out; zero: never.
 	Expires time.Time
+	// Reads is how many reads the object has left before it is deleted
+	// (see PutOptions.Reads); zero: no limit.
+	Reads int
 }
 
 // PutOptions are the optional attributes of a Put or CreateUpload.
@@ -87,6 +90,11 @@ type PutOptions struct {
 	// TTL, if > 0, is how long the object lives after it is written;
 	// then it is deleted as if by Delete.
 	TTL time.Duration
+	// Reads, if > 0, deletes the object after that many reads: every Get
+	// (a ranged one too) takes one, and the last frees the object once
+	// it is read, so a producer's output for a known number of consumers
+	// goes without a delete. At most MaxReads.
+	Reads int
 	// MD5, if set, is the digest the body must have (Content-MD5).
 	MD5 []byte
 	// Replicas is how many node agents hold each block of the object: 0
@@ -99,6 +107,9 @@ type PutOptions struct {
 
 // MaxReplicas is the most copies of an object's blocks a Put may ask for.
 const MaxReplicas = 3
+
+// MaxReads is the most reads PutOptions.Reads may allow.
+const MaxReads = 1 << 20
 
 // PartOptions are the optional attributes of an UploadPart.
 type PartOptions struct {
