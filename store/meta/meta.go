@@ -240,6 +240,7 @@ type objectRecord struct {
 	ContentType string            `json:"ct,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	Expires     time.Time         `json:"exp,omitzero"`
+	Reads       int               `json:"reads,omitempty"` // left; 0: no limit
 	Blocks      []Block           `json:"blocks"`
 }
 
@@ -247,7 +248,7 @@ func (r *objectRecord) object(bucket, key string) Object {
 	return Object{
 		ObjectInfo: store.ObjectInfo{
 			Bucket: bucket, Key: key, Size: r.Size, ETag: r.ETag, Modified: r.Modified,
-			ContentType: r.ContentType, Meta: r.Meta, Expires: r.Expires,
+			ContentType: r.ContentType, Meta: r.Meta, Expires: r.Expires, Reads: r.Reads,
 		},
 		Blocks: r.Blocks,
 	}
@@ -256,7 +257,7 @@ func (r *objectRecord) object(bucket, key string) Object {
 func recordOf(o Object) objectRecord {
 	return objectRecord{
 		Size: o.Size, ETag: o.ETag, Modified: o.Modified.UTC().Round(0), ContentType: o.ContentType,
-		Meta: o.Meta, Expires: o.Expires.UTC().Round(0), Blocks: o.Blocks,
+		Meta: o.Meta, Expires: o.Expires.UTC().Round(0), Reads: o.Reads, Blocks: o.Blocks,
 	}
 }
 
@@ -341,13 +342,9 @@ func (db *DB) Object(bucket, key string) (Object, error) {
 		if err != nil {
 			return err
 		}
-		v := objs.Get([]byte(key))
-		if v == nil {
-			return fmt.Errorf("%w: %s/%s", store.ErrNoSuchKey, bucket, key)
-		}
-		var r objectRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("meta: object %s/%s: %w", bucket, key, err)
+		r, err := objectIn(objs, bucket, key)
+		if err != nil {
+			return err
 		}
 		if db.expired(r.Expires) {
 			return fmt.Errorf("%w: %s/%s expired at %s", store.ErrNoSuchKey, bucket, key, r.Expires.Format(time.RFC3339))
@@ -356,6 +353,63 @@ func (db *DB) Object(bucket, key string) (Object, error) {
 		return nil
 	})
 	return obj, err
+}
+
+// ReadObject is Object for a read of the object's bytes. An object put
+// with a number of reads (store.PutOptions.Reads) has one taken, in the
+// same transaction that finds it, so concurrent readers never share one;
+// the last read removes the object, and ReadObject returns its blocks for
+// the caller to free once that read is done. Other objects are only
+// looked up, and no blocks are returned.
+func (db *DB) ReadObject(bucket, key string) (Object, []Block, error) {
+	obj, err := db.Object(bucket, key)
+	if err != nil || obj.Reads == 0 {
+		return obj, nil, err
+	}
+	var freed []Block
+	err = db.update(func(tx *bolt.Tx) error {
+		freed = nil
+		objs, _, err := bucketsOf(tx, bucket)
+		if err != nil {
+			return err
+		}
+		r, err := objectIn(objs, bucket, key)
+		if err != nil {
+			return err
+		}
+		if db.expired(r.Expires) {
+			return fmt.Errorf("%w: %s/%s expired at %s", store.ErrNoSuchKey, bucket, key, r.Expires.Format(time.RFC3339))
+		}
+		obj = r.object(bucket, key)
+		switch {
+		case r.Reads == 0: // replaced meanwhile by an object without a limit
+			return nil
+		case r.Reads > 1:
+			r.Reads--
+			obj.Reads = r.Reads
+			return put(objs, []byte(key), &r)
+		}
+		obj.Reads = 0
+		freed, err = removeObject(tx, objs, bucket, key)
+		return err
+	})
+	if err != nil {
+		return Object{}, nil, err
+	}
+	return obj, freed, nil
+}
+
+// objectIn reads key's record from a bucket's objects.
+func objectIn(objs *bolt.Bucket, bucket, key string) (objectRecord, error) {
+	var r objectRecord
+	v := objs.Get([]byte(key))
+	if v == nil {
+		return r, fmt.Errorf("%w: %s/%s", store.ErrNoSuchKey, bucket, key)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("meta: object %s/%s: %w", bucket, key, err)
+	}
+	return r, nil
 }
 
 func (db *DB) expired(t time.Time) bool { return !t.IsZero() && !db.now().Before(t) }
@@ -531,6 +585,7 @@ type uploadRecord struct {
 	ContentType string            `json:"ct,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	TTL         time.Duration     `json:"ttl,omitempty"`
+	Reads       int               `json:"reads,omitempty"`
 	Replicas    int               `json:"rep,omitempty"`
 }
 
@@ -555,7 +610,7 @@ func (db *DB) CreateUpload(bucket, key string, opts store.PutOptions) (Upload, e
 		if err != nil {
 			return err
 		}
-		rec := uploadRecord{Key: key, Initiated: u.Initiated, ContentType: opts.ContentType, Meta: opts.Meta, TTL: opts.TTL, Replicas: opts.Replicas}
+		rec := uploadRecord{Key: key, Initiated: u.Initiated, ContentType: opts.ContentType, Meta: opts.Meta, TTL: opts.TTL, Reads: opts.Reads, Replicas: opts.Replicas}
 		if err := put(ups, []byte(u.ID), rec); err != nil {
 			return err
 		}
@@ -681,7 +736,7 @@ func (db *DB) CompleteUpload(bucket, key, id string, list []store.CompletePart, 
 		if err != nil {
 			return err
 		}
-		rec := objectRecord{Modified: now, ContentType: up.ContentType, Meta: up.Meta}
+		rec := objectRecord{Modified: now, ContentType: up.ContentType, Meta: up.Meta, Reads: up.Reads}
 		if up.TTL > 0 {
 			rec.Expires = now.Add(up.TTL)
 		}

@@ -348,3 +348,97 @@ func TestHoldersRoundTrip(t *testing.T) {
 		t.Fatalf("old record read as %+v, %v", got.Blocks, err)
 	}
 }
+
+func TestReadsDeleteAfterLastRead(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "store.db"), clock.NewFake(t0))
+	if err := db.CreateBucket("runs"); err != nil {
+		t.Fatal(err)
+	}
+	o := obj("runs", "out", 9)
+	o.Reads = 3
+	if _, _, err := db.PutObject(o); err != nil {
+		t.Fatal(err)
+	}
+	// Looking at the object takes no read.
+	if got, err := db.Object("runs", "out"); err != nil || got.Reads != 3 {
+		t.Fatalf("Object: reads %d, %v; want 3 left", got.Reads, err)
+	}
+	for want := 2; want >= 0; want-- {
+		got, freed, err := db.ReadObject("runs", "out")
+		if err != nil || got.Reads != want {
+			t.Fatalf("read leaving %d: reads %d, %v", want, got.Reads, err)
+		}
+		if (want == 0) != (len(freed) == 1) || (want == 0 && freed[0].ID != o.Blocks[0].ID) {
+			t.Fatalf("read leaving %d freed %v; want the blocks with the last read only", want, freed)
+		}
+		if len(got.Blocks) != 1 {
+			t.Fatalf("read leaving %d: %d blocks; every read needs the block list", want, len(got.Blocks))
+		}
+	}
+	if _, _, err := db.ReadObject("runs", "out"); !errors.Is(err, store.ErrNoSuchKey) {
+		t.Fatalf("read after the last: %v; want ErrNoSuchKey", err)
+	}
+
+	// Without a limit, reads change nothing and free nothing.
+	if _, _, err := db.PutObject(obj("runs", "keep", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, freed, err := db.ReadObject("runs", "keep"); err != nil || freed != nil {
+			t.Fatalf("unlimited read: freed %v, %v", freed, err)
+		}
+	}
+}
+
+func TestReadsConcurrentReadersTakeOneEach(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "store.db"), clock.NewFake(t0))
+	if err := db.CreateBucket("bkt"); err != nil {
+		t.Fatal(err)
+	}
+	o := obj("bkt", "k", 1)
+	o.Reads = 5
+	if _, _, err := db.PutObject(o); err != nil {
+		t.Fatal(err)
+	}
+	const readers = 16
+	errs := make(chan error, readers)
+	for range readers {
+		go func() {
+			_, _, err := db.ReadObject("bkt", "k")
+			errs <- err
+		}()
+	}
+	ok, gone := 0, 0
+	for range readers {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrNoSuchKey):
+			gone++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != 5 || gone != readers-5 {
+		t.Fatalf("%d readers got the object and %d did not; want exactly 5 and %d", ok, gone, readers-5)
+	}
+}
+
+func TestReadsSurviveMultipartUpload(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "store.db"), clock.NewFake(t0))
+	if err := db.CreateBucket("bkt"); err != nil {
+		t.Fatal(err)
+	}
+	up, err := db.CreateUpload("bkt", "big", store.PutOptions{Reads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := "00112233445566778899aabbccddeeff"
+	if _, err := db.PutPart("bkt", "big", up.ID, Part{PartInfo: store.PartInfo{Number: 1, Size: 3, ETag: etag}}); err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CompleteUpload("bkt", "big", up.ID, []store.CompletePart{{Number: 1, ETag: etag}}, 0)
+	if err != nil || o.Reads != 2 {
+		t.Fatalf("completed: reads %d, %v; want the upload's 2", o.Reads, err)
+	}
+}
