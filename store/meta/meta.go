@@ -59,6 +59,9 @@ type Block struct {
 type Object struct {
 	store.ObjectInfo
 	Blocks []Block
+	// Counted says that the ReadObject that returned this took one of
+	// the object's limited reads: end it with ReadDone.
+	Counted bool
 }
 
 // Part is one uploaded part of a multipart upload. Its ETag is the hex
@@ -240,7 +243,9 @@ type objectRecord struct {
 	ContentType string            `json:"ct,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	Expires     time.Time         `json:"exp,omitzero"`
-	Reads       int               `json:"reads,omitempty"` // left; 0: no limit
+	Reads       int               `json:"reads,omitempty"`   // left to take; 0: no limit, or Spent
+	Reading     int               `json:"reading,omitempty"` // taken, not done
+	Spent       bool              `json:"spent,omitempty"`   // every read taken
 	Blocks      []Block           `json:"blocks"`
 }
 
@@ -334,7 +339,8 @@ func expiryKey(t time.Time, bucket, key string) []byte {
 }
 
 // Object returns the object under bucket and key. An object whose expiry
-// has passed is ErrNoSuchKey even before it is swept.
+// has passed, or whose last allowed read has begun, is ErrNoSuchKey even
+// before it is swept.
 func (db *DB) Object(bucket, key string) (Object, error) {
 	var obj Object
 	err := db.view(func(tx *bolt.Tx) error {
@@ -342,61 +348,87 @@ func (db *DB) Object(bucket, key string) (Object, error) {
 		if err != nil {
 			return err
 		}
-		r, err := objectIn(objs, bucket, key)
-		if err != nil {
-			return err
-		}
-		if db.expired(r.Expires) {
-			return fmt.Errorf("%w: %s/%s expired at %s", store.ErrNoSuchKey, bucket, key, r.Expires.Format(time.RFC3339))
-		}
+		r, err := db.visible(objs, bucket, key)
 		obj = r.object(bucket, key)
-		return nil
+		return err
 	})
 	return obj, err
 }
 
 // ReadObject is Object for a read of the object's bytes. An object put
-// with a number of reads (store.PutOptions.Reads) has one taken, in the
-// same transaction that finds it, so concurrent readers never share one;
-// the last read removes the object, and ReadObject returns its blocks for
-// the caller to free once that read is done. Other objects are only
-// looked up, and no blocks are returned.
-func (db *DB) ReadObject(bucket, key string) (Object, []Block, error) {
+// with a number of reads (store.PutOptions.Reads) has one taken in the
+// same transaction that finds it, so concurrent readers never share one,
+// and the read is counted as in flight until ReadDone. Once the last read
+// is taken nobody else finds the object; the last ReadDone removes it.
+func (db *DB) ReadObject(bucket, key string) (Object, error) {
 	obj, err := db.Object(bucket, key)
 	if err != nil || obj.Reads == 0 {
-		return obj, nil, err
+		return obj, err
 	}
-	var freed []Block
 	err = db.update(func(tx *bolt.Tx) error {
-		freed = nil
 		objs, _, err := bucketsOf(tx, bucket)
 		if err != nil {
 			return err
 		}
-		r, err := objectIn(objs, bucket, key)
+		r, err := db.visible(objs, bucket, key)
 		if err != nil {
 			return err
 		}
-		if db.expired(r.Expires) {
-			return fmt.Errorf("%w: %s/%s expired at %s", store.ErrNoSuchKey, bucket, key, r.Expires.Format(time.RFC3339))
-		}
 		obj = r.object(bucket, key)
-		switch {
-		case r.Reads == 0: // replaced meanwhile by an object without a limit
+		if r.Reads == 0 { // replaced meanwhile by an object without a limit
 			return nil
-		case r.Reads > 1:
-			r.Reads--
-			obj.Reads = r.Reads
-			return put(objs, []byte(key), &r)
 		}
-		obj.Reads = 0
-		freed, err = removeObject(tx, objs, bucket, key)
-		return err
+		r.Reads--
+		r.Reading++
+		r.Spent = r.Reads == 0
+		obj.Reads, obj.Counted = r.Reads, true
+		return put(objs, []byte(key), &r)
 	})
-	if err != nil {
-		return Object{}, nil, err
+	return obj, err
+}
+
+// ReadDone ends a read that ReadObject counted, of the object version o
+// (an object replaced since is left alone). When it was the last read in
+// flight of an object whose reads are all taken, the object goes, and its
+// blocks are returned for the caller to free.
+func (db *DB) ReadDone(o Object) ([]Block, error) {
+	if !o.Counted {
+		return nil, nil
 	}
-	return obj, freed, nil
+	var freed []Block
+	err := db.update(func(tx *bolt.Tx) error {
+		freed = nil
+		objs, _, err := bucketsOf(tx, o.Bucket)
+		if err != nil {
+			return nil // the bucket went with the object
+		}
+		r, err := objectIn(objs, o.Bucket, o.Key)
+		if err != nil || r.Reading == 0 || !r.Modified.Equal(o.Modified.UTC().Round(0)) || r.ETag != o.ETag {
+			return nil // gone or replaced
+		}
+		r.Reading--
+		if r.Reading == 0 && r.Spent {
+			freed, err = removeObject(tx, objs, o.Bucket, o.Key)
+			return err
+		}
+		return put(objs, []byte(o.Key), &r)
+	})
+	return freed, err
+}
+
+// visible reads key's record, failing as absent when it has expired or
+// its reads are spent.
+func (db *DB) visible(objs *bolt.Bucket, bucket, key string) (objectRecord, error) {
+	r, err := objectIn(objs, bucket, key)
+	switch {
+	case err != nil:
+		return r, err
+	case db.expired(r.Expires):
+		return r, fmt.Errorf("%w: %s/%s expired at %s", store.ErrNoSuchKey, bucket, key, r.Expires.Format(time.RFC3339))
+	case r.Spent:
+		return r, fmt.Errorf("%w: %s/%s was read as many times as its writer allowed", store.ErrNoSuchKey, bucket, key)
+	}
+	return r, nil
 }
 
 // objectIn reads key's record from a bucket's objects.
@@ -546,7 +578,7 @@ func (db *DB) List(bucket string, opts store.ListOptions) (store.ListResult, err
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("meta: object %s/%s: %w", bucket, key, err)
 			}
-			if db.expired(r.Expires) {
+			if db.expired(r.Expires) || r.Spent {
 				continue
 			}
 			if count == max {

@@ -363,20 +363,31 @@ func TestReadsDeleteAfterLastRead(t *testing.T) {
 	if got, err := db.Object("runs", "out"); err != nil || got.Reads != 3 {
 		t.Fatalf("Object: reads %d, %v; want 3 left", got.Reads, err)
 	}
+	var reads []Object
 	for want := 2; want >= 0; want-- {
-		got, freed, err := db.ReadObject("runs", "out")
-		if err != nil || got.Reads != want {
-			t.Fatalf("read leaving %d: reads %d, %v", want, got.Reads, err)
+		got, err := db.ReadObject("runs", "out")
+		if err != nil || got.Reads != want || !got.Counted || len(got.Blocks) != 1 {
+			t.Fatalf("read leaving %d: %+v, %v", want, got, err)
 		}
-		if (want == 0) != (len(freed) == 1) || (want == 0 && freed[0].ID != o.Blocks[0].ID) {
-			t.Fatalf("read leaving %d freed %v; want the blocks with the last read only", want, freed)
-		}
-		if len(got.Blocks) != 1 {
-			t.Fatalf("read leaving %d: %d blocks; every read needs the block list", want, len(got.Blocks))
+		reads = append(reads, got)
+	}
+	// Every read is taken: nobody else finds the object, not even in a
+	// listing, but the three reads in flight keep its blocks.
+	if _, err := db.ReadObject("runs", "out"); !errors.Is(err, store.ErrNoSuchKey) {
+		t.Fatalf("a fourth read: %v; want ErrNoSuchKey", err)
+	}
+	if l, err := db.List("runs", store.ListOptions{}); err != nil || len(l.Objects) != 0 {
+		t.Fatalf("listing with every read taken: %+v, %v; want empty", l, err)
+	}
+	for i, r := range reads {
+		freed, err := db.ReadDone(r)
+		last := i == len(reads)-1
+		if err != nil || (len(freed) == 1) != last || (last && freed[0].ID != o.Blocks[0].ID) {
+			t.Fatalf("read %d done: freed %v, %v; want the blocks when the last read ends only", i, freed, err)
 		}
 	}
-	if _, _, err := db.ReadObject("runs", "out"); !errors.Is(err, store.ErrNoSuchKey) {
-		t.Fatalf("read after the last: %v; want ErrNoSuchKey", err)
+	if _, err := db.ReadDone(reads[0]); err != nil {
+		t.Fatalf("a read ended twice: %v", err)
 	}
 
 	// Without a limit, reads change nothing and free nothing.
@@ -384,9 +395,41 @@ func TestReadsDeleteAfterLastRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, freed, err := db.ReadObject("runs", "keep"); err != nil || freed != nil {
-			t.Fatalf("unlimited read: freed %v, %v", freed, err)
+		got, err := db.ReadObject("runs", "keep")
+		if err != nil || got.Counted {
+			t.Fatalf("unlimited read: %+v, %v", got, err)
 		}
+		if freed, err := db.ReadDone(got); err != nil || freed != nil {
+			t.Fatalf("unlimited read done: freed %v, %v", freed, err)
+		}
+	}
+}
+
+func TestReadsDoneLeavesAReplacementAlone(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "store.db"), clock.NewFake(t0))
+	if err := db.CreateBucket("runs"); err != nil {
+		t.Fatal(err)
+	}
+	o := obj("runs", "out", 4)
+	o.Reads = 1
+	if _, _, err := db.PutObject(o); err != nil {
+		t.Fatal(err)
+	}
+	r, err := db.ReadObject("runs", "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2 := obj("runs", "out", 5)
+	o2.ETag = "another"
+	o2.Reads = 1
+	if _, _, err := db.PutObject(o2); err != nil {
+		t.Fatal(err)
+	}
+	if freed, err := db.ReadDone(r); err != nil || freed != nil {
+		t.Fatalf("the old version's read done: freed %v, %v; want nothing", freed, err)
+	}
+	if got, err := db.Object("runs", "out"); err != nil || got.Size != 5 || got.Reads != 1 {
+		t.Fatalf("the replacement: %+v, %v; want it whole, its read left", got, err)
 	}
 }
 
@@ -404,7 +447,7 @@ func TestReadsConcurrentReadersTakeOneEach(t *testing.T) {
 	errs := make(chan error, readers)
 	for range readers {
 		go func() {
-			_, _, err := db.ReadObject("bkt", "k")
+			_, err := db.ReadObject("bkt", "k")
 			errs <- err
 		}()
 	}
