@@ -214,57 +214,86 @@ func Unmap(b []byte) error {
 	return nil
 }
 
-// UnmapLater unmaps b in the background, on a thread of its own that runs
-// at the lowest CPU priority (nice 19), and calls done, when not nil, with
-// the result. Tearing down a large mapping takes CPU time in proportion to
-// its pages (about 0.1 s per GiB on a VM); at the lowest priority it takes
-// what the machine leaves idle instead of competing with the work that
-// follows a hand-over (the invocation, the receiver's Map) on a small
-// machine. The thread ends with the unmap, and its priority with it.
+// UnmapLater unmaps b in the background, on a thread that runs at the
+// lowest CPU priority (nice 19), and calls done, when not nil, with the
+// result. Tearing down a large mapping takes CPU time in proportion to its
+// pages (about 0.1 s per GiB on a VM); at the lowest priority it takes what
+// the machine leaves idle instead of competing with the work that follows
+// a hand-over (the invocation, the receiver's Map) on a small machine.
+//
+// One thread per process does every such unmap, in turn, and stays for
+// the next: starting and ending a thread per unmap (a clone, a new stack,
+// the runtime's hand-offs) cost more than unmapping a small buffer.
 //
 // A thread of the same process that maps or unmaps meanwhile waits for the
 // unmap (the process's memory map is locked during it): such a caller
-// should call Hurry first, which gives the unmaps in progress the normal
-// priority back.
+// should call Hurry first, which gives the unmaps in progress and queued
+// the normal priority back.
 func UnmapLater(b []byte, done func(error)) {
-	go func() {
-		// Never unlocked: the runtime ends a locked thread whose goroutine
-		// exits, so the lowered priority never reaches other goroutines.
-		runtime.LockOSThread()
-		tid := unix.Gettid()
-		later.mu.Lock()
-		later.tids[tid] = true
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
-		later.mu.Unlock()
-		err := Unmap(b)
-		later.mu.Lock()
-		delete(later.tids, tid) // before the thread ends and its id can be reused
-		later.mu.Unlock()
-		if done != nil {
-			done(err)
-		}
-	}()
+	later.start.Do(func() { go unmapper() })
+	later.mu.Lock()
+	later.pending++
+	later.mu.Unlock()
+	later.jobs <- unmapJob{b: b, done: done}
 }
 
-// later is the threads running an UnmapLater.
-var later = struct {
-	mu   sync.Mutex // guards tids, and every change of their priority
-	tids map[int]bool
-}{tids: map[int]bool{}}
+type unmapJob struct {
+	b    []byte
+	done func(error)
+}
 
-// Hurry gives the unmaps of UnmapLater still in progress in this process
-// the normal priority back, so that a thread about to map or unmap (and so
-// to wait for them) is not held up by their low priority. Raising a
-// priority back needs CAP_SYS_NICE or a nice limit (RLIMIT_NICE) that
-// allows it; without either Hurry does nothing. It reports how many unmaps
-// were in progress.
+// later is the thread doing UnmapLater's unmaps.
+var later = struct {
+	start sync.Once
+	jobs  chan unmapJob // buffered: UnmapLater does not wait for the thread
+
+	mu      sync.Mutex // guards all following fields, and every change of the thread's priority
+	tid     int        // the thread, once it runs
+	pending int        // unmaps queued or in progress
+	hurried bool       // the thread runs at the normal priority until pending is 0
+}{jobs: make(chan unmapJob, 1024)}
+
+// unmapper is the thread behind UnmapLater. It is locked to its thread
+// and never returns, so its priority reaches no other goroutine.
+func unmapper() {
+	runtime.LockOSThread()
+	later.mu.Lock()
+	later.tid = unix.Gettid()
+	if !later.hurried {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, later.tid, 19)
+	}
+	later.mu.Unlock()
+	for j := range later.jobs {
+		err := Unmap(j.b)
+		later.mu.Lock()
+		later.pending--
+		if later.pending == 0 && later.hurried {
+			later.hurried = false
+			_ = unix.Setpriority(unix.PRIO_PROCESS, later.tid, 19)
+		}
+		later.mu.Unlock()
+		if j.done != nil {
+			j.done(err)
+		}
+	}
+}
+
+// Hurry gives the unmaps of UnmapLater queued or in progress in this
+// process the normal priority back, until they are done, so that a thread
+// about to map or unmap (and so to wait for them) is not held up by their
+// low priority. Raising a priority back needs CAP_SYS_NICE or a nice
+// limit (RLIMIT_NICE) that allows it; without either Hurry does nothing.
+// It reports how many unmaps were queued or in progress.
 func Hurry() int {
 	later.mu.Lock()
 	defer later.mu.Unlock()
-	for tid := range later.tids {
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
+	if later.pending > 0 && !later.hurried {
+		// A thread not yet started stays at the normal priority instead.
+		if later.tid == 0 || unix.Setpriority(unix.PRIO_PROCESS, later.tid, 0) == nil {
+			later.hurried = true
+		}
 	}
-	return len(later.tids)
+	return later.pending
 }
 
 // ReopenReadOnly opens f again, read-only and close-on-exec, through

@@ -247,3 +247,46 @@ func TestAllocate(t *testing.T) {
 		t.Fatalf("Allocate(0) = %v; want a no-op", err)
 	}
 }
+
+// TestUnmapLater checks that the background unmaps happen, in turn, on
+// one thread at the lowest priority, which Hurry raises while they run,
+// and that the write seal succeeds once they are done.
+func TestUnmapLater(t *testing.T) {
+	const n = 8
+	files := make([]*os.File, n)
+	errs := make(chan error, n)
+	for i := range files {
+		files[i] = create(t, make([]byte, 1<<20))
+		b, err := Map(files[i], 1<<20, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[0] = byte(i)
+		UnmapLater(b, func(err error) { errs <- err })
+	}
+	Hurry()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("UnmapLater: %v", err)
+		}
+	}
+	for i, f := range files {
+		if err := Seal(f); err != nil {
+			t.Fatalf("file %d: Seal after UnmapLater: %v", i, err)
+		}
+	}
+	later.mu.Lock()
+	tid, pending, hurried := later.tid, later.pending, later.hurried
+	later.mu.Unlock()
+	if pending != 0 || hurried {
+		t.Errorf("after every unmap: %d pending, hurried %v; want 0, false", pending, hurried)
+	}
+	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err != nil {
+		t.Fatal(err)
+	} else if nice := 20 - prio; nice != 19 { // the raw system call answers 20 - nice
+		t.Errorf("the unmapping thread runs at nice %d after its unmaps; want 19", nice)
+	}
+	if Hurry() != 0 {
+		t.Error("Hurry with nothing queued reports unmaps in progress")
+	}
+}
