@@ -71,6 +71,7 @@ type Job struct {
 // Answer is what it answers.
 type Answer struct {
 	Node  string        `json:"node"`
+	PID   int           `json:"pid"` // tells an instance started from the parked process
 	Key   string        `json:"key"`
 	First time.Duration `json:"first_ns"` // the process's first read, set-up included
 	Setup time.Duration `json:"setup_ns"` // of which building the client, before any request
@@ -112,7 +113,7 @@ func main() {
 type reader func(ctx context.Context, bucket, key string) ([]byte, error)
 
 func read(ctx context.Context, j Job) (Answer, error) {
-	a := Answer{Node: os.Getenv("HANDOFF_NODE"), Key: j.Key, Fresh: !served}
+	a := Answer{Node: os.Getenv("HANDOFF_NODE"), PID: os.Getpid(), Key: j.Key, Fresh: !served}
 	served = true
 	if k, ok := j.Keys[a.Node]; ok {
 		a.Key = k
