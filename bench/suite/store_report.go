@@ -123,14 +123,7 @@ func throughputs(n int64, ds []time.Duration) string {
 }
 
 func storeNotes(r StoreResult) []string {
-	var notes []string
-	if len(r.First) > 0 {
-		s := r.First[0]
-		notes = append(notes, fmt.Sprintf("First access: every sample is a new function (storefn, a prebuilt Go binary) deployed with no instance and invoked once, so the platform starts a fresh process for it; the series take turns. The instance times, from before it builds its client to the object's last byte, its first read of a %s object held by the other node agent, then a second read with the same client (warm). Process start is not in the figure.", bench.FormatSize(s.First.Size)))
-		for _, s := range r.First {
-			notes = append(notes, fmt.Sprintf("%s: %s. Instances by node: %v.", s.Name, s.What, s.Nodes))
-		}
-	}
+	notes := firstNotes(r.First)
 	notes = append(notes, fmt.Sprintf("S3: one minio-go client per server, plain HTTP, signature V4 with UNSIGNED-PAYLOAD (DisableContentSha256, so the client does not hash the body), its multipart defaults (16 MiB parts and up, 4 in flight, above 16 MiB). Handoff is node agent n1's S3 API (blocks in its memory); MinIO is a single-drive server, data in %s and in %s. Each repetition PUTs a new object, GETs it into one buffer and deletes it (untimed); the three servers take turns. Throughput is the size over the mean time.", r.MinIOShm, r.MinIODisk))
 	if m := r.NodeMount; m.Skipped != "" {
 		notes = append(notes, "The node agent's mount: not measured: "+m.Skipped)
@@ -174,14 +167,7 @@ func writeStoreMarkdown(w io.Writer, r StoreResult) error {
 	var b strings.Builder
 	b.WriteString(reportHeading("store", r.Started, r.Host))
 
-	if len(r.First) > 0 {
-		fmt.Fprintf(&b, "| fresh instance, first read of %s | n | p50 | p99 | mean | of which client set-up, p50 | warm read p50 |\n|---|---:|---:|---:|---:|---:|---:|\n", bench.FormatSize(r.First[0].First.Size))
-		for _, s := range r.First {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", s.Name, s.First.N, bench.FormatDuration(s.First.P50),
-				bench.FormatDuration(s.First.P99), bench.FormatDuration(s.First.Mean), bench.FormatDuration(s.Setup.P50), bench.FormatDuration(s.Warm.P50))
-		}
-		b.WriteString("\n")
-	}
+	writeFirstTable(&b, r.First)
 	if len(r.S3.Points) > 0 {
 		for _, op := range []string{"put", "get"} {
 			fmt.Fprintf(&b, "S3 %s (cells: median latency / MB/s):\n\n", strings.ToUpper(op))
