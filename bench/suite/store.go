@@ -136,7 +136,7 @@ func Store(ctx context.Context, e Env) (StoreResult, error) {
 	// for the largest object twice over.
 	mem := max(2*sz.s3[len(sz.s3)-1]+512*bench.MiB, 1*bench.GiB)
 	p, err := platform.Start(ctx, platform.Options{Binary: e.Binary, Dir: filepath.Join(tmp, "platform"), Nodes: 2,
-		Args: []string{"--store-memory", fmt.Sprintf("%dMi", mem/bench.MiB)}})
+		Args: []string{"--store-memory", fmt.Sprintf("%dMi", mem/bench.MiB), "--park", fmt.Sprint(FirstParkBudget)}})
 	if err != nil {
 		return res, err
 	}
