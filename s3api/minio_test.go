@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -163,12 +164,21 @@ func TestMinioObjectRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Without Content-MD5 every ETag is marked as not the body's
+			// MD5 (a dash); with it, a single-part ETag is the MD5.
 			multipart := n > 16<<20 // minio-go's threshold
-			if multipart != strings.Contains(info.ETag, "-") {
-				t.Fatalf("ETag %q for %d bytes: multipart %v", info.ETag, n, multipart)
+			if tag, _, ok := strings.Cut(info.ETag, "-"); !ok || len(tag) != 32 || multipart == strings.HasSuffix(info.ETag, "-1") {
+				t.Fatalf("ETag %q for %d bytes without Content-MD5 (multipart %v): want 32 hex digits and a dash", info.ETag, n, multipart)
 			}
-			if !multipart && info.ETag != fmt.Sprintf("%x", md5.Sum(body)) {
-				t.Fatalf("ETag %q is not the body's MD5", info.ETag)
+			if !multipart {
+				md, err := c.PutObject(ctx, "objs", key+".md5", bytes.NewReader(body), int64(n), minio.PutObjectOptions{SendContentMd5: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if md.ETag != fmt.Sprintf("%x", md5.Sum(body)) {
+					t.Fatalf("ETag %q with Content-MD5 is not the body's MD5", md.ETag)
+				}
+				c.RemoveObject(ctx, "objs", key+".md5", minio.RemoveObjectOptions{})
 			}
 
 			st, err := c.StatObject(ctx, "objs", key, minio.StatObjectOptions{})
@@ -434,7 +444,10 @@ func TestMinioMultipartCore(t *testing.T) {
 	p2 := data(2, 1000)
 	var parts []minio.CompletePart
 	for i, p := range [][]byte{p1, p2} {
-		op, err := core.PutObjectPart(ctx, "mpu", "big", id, i+1, bytes.NewReader(p), int64(len(p)), minio.PutObjectPartOptions{})
+		// With Content-MD5 a part's ETag is its MD5, and the object's is
+		// S3's digest of theirs.
+		sum := md5.Sum(p)
+		op, err := core.PutObjectPart(ctx, "mpu", "big", id, i+1, bytes.NewReader(p), int64(len(p)), minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum[:])})
 		if err != nil {
 			t.Fatal(err)
 		}

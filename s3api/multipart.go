@@ -45,7 +45,7 @@ func (h *Handler) uploadPart(q *request) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.cfg.Backend.UploadPart(q.r.Context(), q.bucket, q.key, q.r.URL.Query().Get("uploadId"), n, body, size, store.PartOptions{MD5: sum})
+	p, err := h.cfg.Backend.UploadPart(q.r.Context(), q.bucket, q.key, q.r.URL.Query().Get("uploadId"), n, body, size, store.PartOptions{MD5: sum, BlockTag: sum == nil})
 	if err != nil {
 		return bodyError(err)
 	}

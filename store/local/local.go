@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,9 @@ type Config struct {
 	// clock only Sweep does (expired objects are invisible at once
 	// either way).
 	Clock clock.Clock
+	// Logger reports what fails with nobody waiting for the answer;
+	// default slog.Default().
+	Logger *slog.Logger
 }
 
 // sweepEvery is how often the store frees expired objects with a real
@@ -144,6 +148,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	bs := cfg.Blocks
 	if bs == nil {
@@ -296,24 +303,20 @@ type written struct {
 	blocks []meta.Block
 	size   int64
 	md5    []byte
+	tagged bool // md5 is blockDigest, not the body's MD5
 }
 
 // writeBlocks cuts r into blocks and puts them in the block tier. On any
 // failure it frees what it put and returns the error; nothing is kept.
 //
-// The MD5 of the body (the ETag) is computed by a goroutine fed the same
-// blocks, while the next block is read: at ~1.5 ms per MiB it was 40% of
-// a PUT's CPU when computed in line. Blocks the tier kept are immutable,
-// so the hasher reads them without a copy; a buffer the tier did not keep
-// is reused only after the hasher is done with it.
-func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int) (w written, err error) {
-	return s.writeBlocksTagged(ctx, r, size, wantMD5, replicas, false)
-}
-
-// writeBlocksTagged is writeBlocks; with blockTag (and no wantMD5) the
-// digest returned is the MD5 of the blocks' sizes and CRC-32Cs, which
-// the block tier computes anyway, in place of the body's MD5.
-func (s *Store) writeBlocksTagged(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int, blockTag bool) (w written, err error) {
+// The digest returned is the body's MD5, or with blockTag (and no
+// wantMD5) the MD5 of the blocks' sizes and CRC-32Cs, which the block
+// tier computes anyway. The body's MD5 is computed by a goroutine fed the
+// same blocks, while the next block is read: at ~1.5 ms per MiB it was
+// 40% of a PUT's CPU when computed in line. Blocks the tier kept are
+// immutable, so the hasher reads them without a copy; a buffer the tier
+// did not keep is reused only after the hasher is done with it.
+func (s *Store) writeBlocks(ctx context.Context, r io.Reader, size int64, wantMD5 []byte, replicas int, blockTag bool) (w written, err error) {
 	if size > s.cfg.MaxPut {
 		return w, fmt.Errorf("%w: %d bytes, over the limit of %d", store.ErrTooLarge, size, s.cfg.MaxPut)
 	}
@@ -332,7 +335,7 @@ func (s *Store) writeBlocksTagged(ctx context.Context, r io.Reader, size int64, 
 			s.free(w.blocks)
 			w = written{}
 		} else if blockTag {
-			w.md5 = blockDigest(w.blocks)
+			w.md5, w.tagged = blockDigest(w.blocks), true
 		} else {
 			w.md5 = sum
 		}
@@ -536,6 +539,31 @@ func (s *Store) unpin(bl []meta.Block) {
 	s.blocks.Delete(drop)
 }
 
+// checkReads checks PutOptions.Reads.
+func checkReads(n int) error {
+	if n < 0 || n > store.MaxReads {
+		return fmt.Errorf("%w: %d reads; allow 1 to %d, or 0 for no limit", store.ErrInvalidArgument, n, store.MaxReads)
+	}
+	return nil
+}
+
+// readDone ends a read of o that the metadata counted; the last read of a
+// read-limited object frees its blocks (those still pinned here when the
+// last pin goes).
+func (s *Store) readDone(o meta.Object) {
+	if !o.Counted {
+		return
+	}
+	freed, err := s.meta.ReadDone(o)
+	if err != nil {
+		// The object stays until its TTL, or a delete: say so, as
+		// nobody waits for the answer.
+		s.cfg.Logger.Warn("could not end a read of a read-limited object; it stays until its TTL or a delete", "bucket", o.Bucket, "key", o.Key, "err", err)
+		return
+	}
+	s.free(freed)
+}
+
 // checkReplicas checks PutOptions.Replicas and returns how many copies
 // to make.
 func checkReplicas(n int) (int, error) {
@@ -555,19 +583,26 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if opts.TTL < 0 {
 		return store.ObjectInfo{}, fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
 	}
+	if err := checkReads(opts.Reads); err != nil {
+		return store.ObjectInfo{}, err
+	}
 	replicas, err := checkReplicas(opts.Replicas)
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
-	w, err := s.writeBlocks(ctx, r, size, opts.MD5, replicas)
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5, replicas, opts.BlockTag)
 	if err != nil {
 		return store.ObjectInfo{}, err
+	}
+	etag := hex.EncodeToString(w.md5)
+	if w.tagged {
+		etag += "-1" // not the body's MD5; see PutOptions.BlockTag
 	}
 	now := s.cfg.Clock.Now()
 	o := meta.Object{
 		ObjectInfo: store.ObjectInfo{
-			Bucket: bucket, Key: key, Size: w.size, ETag: hex.EncodeToString(w.md5), Modified: now,
-			ContentType: opts.ContentType, Meta: opts.Meta,
+			Bucket: bucket, Key: key, Size: w.size, ETag: etag, Modified: now,
+			ContentType: opts.ContentType, Meta: opts.Meta, Reads: opts.Reads,
 		},
 		Blocks: w.blocks,
 	}
@@ -591,25 +626,28 @@ func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo,
 func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (*store.Object, error) {
 	var lost error
 	for range 3 {
-		o, err := s.meta.Object(bucket, key)
+		o, err := s.meta.ReadObject(bucket, key)
 		if err != nil {
 			return nil, err
 		}
 		off, n := int64(0), o.Size
 		if rng != nil {
 			if off, n, err = rng.Resolve(o.Size); err != nil {
+				s.readDone(o)
 				return nil, err
 			}
 		}
 		if lost = s.pin(o.Blocks); lost != nil {
-			// Replaced or deleted since the lookup, or lost: look again.
+			// Replaced or deleted since the lookup, or lost: look again
+			// (a read-limited object's read is spent all the same).
+			s.readDone(o)
 			continue
 		}
 		// The body outlives the call (a mount reads it later), so its remote
 		// block reads keep ctx's values but not its cancellation; the
 		// block tier bounds each read itself.
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		rd := &reader{s: s, ctx: rctx, cancel: cancel, bucket: bucket, key: key, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		rd := &reader{s: s, ctx: rctx, cancel: cancel, bucket: bucket, key: key, obj: o, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
 		// Load the first block now, so that a lost or corrupt one fails
 		// the Get itself, before a front end has sent a status.
 		if n > 0 {
@@ -640,6 +678,9 @@ func (s *Store) CreateUpload(ctx context.Context, bucket, key string, opts store
 	if opts.TTL < 0 {
 		return "", fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
 	}
+	if err := checkReads(opts.Reads); err != nil {
+		return "", err
+	}
 	if _, err := checkReplicas(opts.Replicas); err != nil {
 		return "", err
 	}
@@ -655,7 +696,7 @@ func (s *Store) UploadPart(ctx context.Context, bucket, key, uploadID string, pa
 	if err != nil {
 		return store.PartInfo{}, err
 	}
-	w, err := s.writeBlocksTagged(ctx, r, size, opts.MD5, max(u.Opts.Replicas, 1), opts.BlockTag)
+	w, err := s.writeBlocks(ctx, r, size, opts.MD5, max(u.Opts.Replicas, 1), opts.BlockTag)
 	if err != nil {
 		return store.PartInfo{}, err
 	}
