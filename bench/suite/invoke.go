@@ -118,15 +118,34 @@ func Invoke(ctx context.Context, e Env) (InvokeResult, error) {
 		return res, err
 	}
 
+	// HANDOFF_BENCH_INVOKE=leases measures the latencies and the leases
+	// only (the leases' bars need the gateway's latency of this run).
+	if os.Getenv("HANDOFF_BENCH_INVOKE") == "leases" {
+		fmt.Fprintf(e.Log, "HANDOFF_BENCH_INVOKE=leases: no throughput or cold starts\n")
+	} else if err := throughputAndColdStarts(ctx, e, p, direct, gateway, dur, colds, &res); err != nil {
+		return res, err
+	}
+	if err := directCalls(ctx, e, p, "echo", &res); err != nil {
+		return res, fmt.Errorf("direct calls: %w", err)
+	}
+	res.Bars = directBars(res)
+	return res, e.writeInvoke(res)
+}
+
+// throughputAndColdStarts measures warm throughput, direct and through
+// the gateway, and cold starts: fork and exec, and from parked processes.
+func throughputAndColdStarts(ctx context.Context, e Env, p *platform.Platform, direct, gateway func() *http.Request,
+	dur time.Duration, colds int, res *InvokeResult) error {
+	var err error
 	fmt.Fprintf(e.Log, "throughput: %d concurrent clients for %s, direct and through the gateway\n", res.Concurrency, dur)
 	res.DirectRPS, _, _, err = load.Throughput(ctx, nil, direct, res.Concurrency, dur)
 	if err != nil {
-		return res, fmt.Errorf("direct throughput: %w", err)
+		return fmt.Errorf("direct throughput: %w", err)
 	}
 	var lat []time.Duration
 	res.GatewayRPS, lat, res.GatewayErrors, err = load.Throughput(ctx, nil, gateway, res.Concurrency, dur)
 	if err != nil {
-		return res, fmt.Errorf("gateway throughput: %w", err)
+		return fmt.Errorf("gateway throughput: %w", err)
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
@@ -135,18 +154,14 @@ func Invoke(ctx context.Context, e Env) (InvokeResult, error) {
 	}
 
 	fmt.Fprintf(e.Log, "cold starts: %d functions invoked for the first time\n", colds)
-	if err := coldStarts(ctx, e, p.Client, colds, &res); err != nil {
-		return res, err
+	if err := coldStarts(ctx, e, p.Client, colds, res); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.Log, "cold starts from parked processes: %d functions scaled to zero and invoked again\n", colds)
-	if err := parkedStarts(ctx, e, p, colds, &res); err != nil {
-		return res, err
+	if err := parkedStarts(ctx, e, p, colds, res); err != nil {
+		return err
 	}
-	if err := directCalls(ctx, e, p, "echo", &res); err != nil {
-		return res, fmt.Errorf("direct calls: %w", err)
-	}
-	res.Bars = directBars(res)
-	return res, e.writeInvoke(res)
+	return nil
 }
 
 // coldStarts deploys copies of echo that run the already-built binary (so no
