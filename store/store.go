@@ -91,9 +91,10 @@ type PutOptions struct {
 	// then it is deleted as if by Delete.
 	TTL time.Duration
 	// Reads, if > 0, deletes the object after that many reads: every Get
-	// (a ranged one too) takes one, and the last frees the object once
-	// it is read, so a producer's output for a known number of consumers
-	// goes without a delete. At most MaxReads.
+	// that finds it takes one (a ranged one too, and one whose range
+	// fails), nobody finds it once the last is taken, and its bytes go
+	// when every read taken has ended. A producer's output for a known
+	// number of consumers then needs no delete. At most MaxReads.
 	Reads int
 	// MD5, if set, is the digest the body must have (Content-MD5).
 	MD5 []byte

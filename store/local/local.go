@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,9 @@ type Config struct {
 	// clock only Sweep does (expired objects are invisible at once
 	// either way).
 	Clock clock.Clock
+	// Logger reports what fails with nobody waiting for the answer;
+	// default slog.Default().
+	Logger *slog.Logger
 }
 
 // sweepEvery is how often the store frees expired objects with a real
@@ -144,6 +148,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	bs := cfg.Blocks
 	if bs == nil {
@@ -532,6 +539,31 @@ func (s *Store) unpin(bl []meta.Block) {
 	s.blocks.Delete(drop)
 }
 
+// checkReads checks PutOptions.Reads.
+func checkReads(n int) error {
+	if n < 0 || n > store.MaxReads {
+		return fmt.Errorf("%w: %d reads; allow 1 to %d, or 0 for no limit", store.ErrInvalidArgument, n, store.MaxReads)
+	}
+	return nil
+}
+
+// readDone ends a read of o that the metadata counted; the last read of a
+// read-limited object frees its blocks (those still pinned here when the
+// last pin goes).
+func (s *Store) readDone(o meta.Object) {
+	if !o.Counted {
+		return
+	}
+	freed, err := s.meta.ReadDone(o)
+	if err != nil {
+		// The object stays until its TTL, or a delete: say so, as
+		// nobody waits for the answer.
+		s.cfg.Logger.Warn("could not end a read of a read-limited object; it stays until its TTL or a delete", "bucket", o.Bucket, "key", o.Key, "err", err)
+		return
+	}
+	s.free(freed)
+}
+
 // checkReplicas checks PutOptions.Replicas and returns how many copies
 // to make.
 func checkReplicas(n int) (int, error) {
@@ -551,6 +583,9 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if opts.TTL < 0 {
 		return store.ObjectInfo{}, fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
 	}
+	if err := checkReads(opts.Reads); err != nil {
+		return store.ObjectInfo{}, err
+	}
 	replicas, err := checkReplicas(opts.Replicas)
 	if err != nil {
 		return store.ObjectInfo{}, err
@@ -567,7 +602,7 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	o := meta.Object{
 		ObjectInfo: store.ObjectInfo{
 			Bucket: bucket, Key: key, Size: w.size, ETag: etag, Modified: now,
-			ContentType: opts.ContentType, Meta: opts.Meta,
+			ContentType: opts.ContentType, Meta: opts.Meta, Reads: opts.Reads,
 		},
 		Blocks: w.blocks,
 	}
@@ -591,25 +626,28 @@ func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo,
 func (s *Store) Get(ctx context.Context, bucket, key string, rng *store.Range) (*store.Object, error) {
 	var lost error
 	for range 3 {
-		o, err := s.meta.Object(bucket, key)
+		o, err := s.meta.ReadObject(bucket, key)
 		if err != nil {
 			return nil, err
 		}
 		off, n := int64(0), o.Size
 		if rng != nil {
 			if off, n, err = rng.Resolve(o.Size); err != nil {
+				s.readDone(o)
 				return nil, err
 			}
 		}
 		if lost = s.pin(o.Blocks); lost != nil {
-			// Replaced or deleted since the lookup, or lost: look again.
+			// Replaced or deleted since the lookup, or lost: look again
+			// (a read-limited object's read is spent all the same).
+			s.readDone(o)
 			continue
 		}
 		// The body outlives the call (a mount reads it later), so its remote
 		// block reads keep ctx's values but not its cancellation; the
 		// block tier bounds each read itself.
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		rd := &reader{s: s, ctx: rctx, cancel: cancel, bucket: bucket, key: key, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
+		rd := &reader{s: s, ctx: rctx, cancel: cancel, bucket: bucket, key: key, obj: o, blocks: o.Blocks, pinned: o.Blocks, off: off, left: n}
 		// Load the first block now, so that a lost or corrupt one fails
 		// the Get itself, before a front end has sent a status.
 		if n > 0 {
@@ -639,6 +677,9 @@ func (s *Store) List(ctx context.Context, bucket string, opts store.ListOptions)
 func (s *Store) CreateUpload(ctx context.Context, bucket, key string, opts store.PutOptions) (string, error) {
 	if opts.TTL < 0 {
 		return "", fmt.Errorf("%w: TTL %v; use 0 for none", store.ErrInvalidArgument, opts.TTL)
+	}
+	if err := checkReads(opts.Reads); err != nil {
+		return "", err
 	}
 	if _, err := checkReplicas(opts.Replicas); err != nil {
 		return "", err

@@ -355,3 +355,50 @@ func TestReplicasOnOneNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeleteAfterReads(t *testing.T) {
+	s := open(t, Config{BlockSize: 100})
+	body := payload(4, 1000)
+	if _, err := s.Put(ctx, "bkt", "k", bytes.NewReader(body), 1000, store.PutOptions{Reads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Head(ctx, "bkt", "k"); err != nil || info.Reads != 2 {
+		t.Fatalf("head: %+v, %v; want 2 reads left, and a head takes none", info, err)
+	}
+	// Two readers at once: the second takes the last read, and the
+	// object goes only when both are done.
+	first, err := s.Get(ctx, "bkt", "k", &store.Range{First: 0, Last: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Get(ctx, "bkt", "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "bkt", "k", nil); !errors.Is(err, store.ErrNoSuchKey) {
+		t.Fatalf("a third read: %v; want ErrNoSuchKey", err)
+	}
+	if got, err := io.ReadAll(second.Body); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the last read: %d bytes, %v", len(got), err)
+	}
+	second.Body.Close()
+	if st := s.Stats(); st.Blocks != 10 {
+		t.Fatalf("%d blocks with a read still in flight; want all 10 kept", st.Blocks)
+	}
+	if got, err := io.ReadAll(first.Body); err != nil || !bytes.Equal(got, body[:100]) {
+		t.Fatalf("the first read, finished after the last: %d bytes, %v", len(got), err)
+	}
+	first.Body.Close()
+	if st := s.Stats(); st.Blocks != 0 || st.MemoryBytes != 0 {
+		t.Fatalf("after the last read ended: %+v; want every block freed", st)
+	}
+
+	for _, n := range []int{-1, store.MaxReads + 1} {
+		if _, err := s.Put(ctx, "bkt", "bad", strings.NewReader("x"), 1, store.PutOptions{Reads: n}); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("Put with %d reads: %v; want ErrInvalidArgument", n, err)
+		}
+		if _, err := s.CreateUpload(ctx, "bkt", "bad", store.PutOptions{Reads: n}); !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("CreateUpload with %d reads: %v; want ErrInvalidArgument", n, err)
+		}
+	}
+}

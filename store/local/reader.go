@@ -29,6 +29,7 @@ type reader struct {
 	ctx         context.Context // of the Get: block reads use it
 	cancel      context.CancelFunc
 	bucket, key string
+	obj         meta.Object  // as ReadObject found it: its read ends at Close
 	blocks      []meta.Block // the object's blocks
 	pinned      []meta.Block // nil once Close has unpinned them
 	off         int64        // object offset of the next byte to return
@@ -227,6 +228,7 @@ func (r *reader) Close() error {
 		r.ahead = nil
 		r.s.unpin(r.pinned)
 		r.pinned = nil
+		r.s.readDone(r.obj)
 		if r.err == nil {
 			r.err = errors.New("store: read after close")
 		}

@@ -22,6 +22,8 @@ type Meta interface {
 	Buckets() ([]store.BucketInfo, error)
 	PutObject(obj meta.Object) (meta.Object, []meta.Block, error)
 	Object(bucket, key string) (meta.Object, error)
+	ReadObject(bucket, key string) (meta.Object, error)
+	ReadDone(o meta.Object) ([]meta.Block, error)
 	DeleteObject(bucket, key string) ([]meta.Block, error)
 	DeleteExpired(max int) ([]meta.Block, int, error)
 	List(bucket string, opts store.ListOptions) (store.ListResult, error)

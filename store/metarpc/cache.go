@@ -33,10 +33,11 @@ import (
 // Changes made through the Cache go to the service as with a Client;
 // uploads in progress and parts are never cached.
 type Cache struct {
-	c     *Client
-	lease time.Duration
-	log   *slog.Logger
-	max   int
+	c        *Client
+	lease    time.Duration
+	log      *slog.Logger
+	max      int
+	onChange func(bucket, key string)
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -51,7 +52,8 @@ type Cache struct {
 	fills      map[*fill]struct{}
 	entries    int // weight of the objects and listings cached, for the bound
 	hits, miss uint64
-	leased     bool // a lease was granted once
+	leased     bool        // a lease was granted once
+	lapse      *time.Timer // calls onChange when the lease runs out unrenewed
 }
 
 // bucketEntry is what the cache knows about one bucket.
@@ -81,6 +83,9 @@ type fill struct {
 	what        byte // fillBucket, fillObject, fillList, fillBuckets
 	epoch       uint64
 	spoiled     bool
+	// own marks a write's fill: the first invalidation of its key is the
+	// write's own, which the service sends before it answers.
+	own bool
 }
 
 const (
@@ -100,6 +105,13 @@ type CacheOptions struct {
 	// plus its entries; past it the cache starts over.
 	MaxEntries int
 	Log        *slog.Logger
+	// OnChange, when set, is called with every change the service tells
+	// of (key "" for a whole bucket) once the cache has dropped it and
+	// before it is acknowledged, and with ("", "") when the cache stops
+	// serving (its stream ended or its lease ran out): a layer that keeps
+	// copies of its own past the cache (a FUSE mount's kernel caches)
+	// drops them then. It must not call the Cache.
+	OnChange func(bucket, key string)
 }
 
 var _ local.Meta = (*Cache)(nil)
@@ -120,7 +132,7 @@ func NewCache(c *Client, opts CacheOptions) *Cache {
 		opts.Log = slog.Default()
 	}
 	mc := &Cache{
-		c: c, lease: opts.Lease, log: opts.Log, max: opts.MaxEntries,
+		c: c, lease: opts.Lease, log: opts.Log, max: opts.MaxEntries, onChange: opts.OnChange,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		buckets: make(map[string]*bucketEntry), fills: make(map[*fill]struct{}),
 	}
@@ -173,10 +185,20 @@ func (mc *Cache) watchLoop() {
 // that kept it correct ended.
 func (mc *Cache) reset() {
 	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	mc.epoch++
 	mc.leaseUntil = time.Time{}
 	mc.dropAll()
+	mc.mu.Unlock()
+	if mc.onChange != nil {
+		mc.onChange("", "")
+	}
+}
+
+// lapsed tells onChange that the lease ran out without a renewal.
+func (mc *Cache) lapsed() {
+	if !mc.Serving() {
+		mc.onChange("", "")
+	}
 }
 
 func (mc *Cache) dropAll() {
@@ -281,6 +303,13 @@ func (mc *Cache) watch() error {
 			}
 		case frameInval:
 			mc.invalidate(f.kind, f.bucket, f.key)
+			if mc.onChange != nil {
+				key := f.key
+				if f.kind == InvalBucket {
+					key = ""
+				}
+				mc.onChange(f.bucket, key)
+			}
 			if err := send(frame{typ: frameAck, n: f.n}); err != nil {
 				return err
 			}
@@ -301,6 +330,13 @@ func (mc *Cache) renew(until time.Time) (first bool) {
 	defer mc.mu.Unlock()
 	if until.After(mc.leaseUntil) {
 		mc.leaseUntil = until
+		if mc.onChange != nil {
+			if mc.lapse == nil {
+				mc.lapse = time.AfterFunc(time.Until(until), mc.lapsed)
+			} else {
+				mc.lapse.Reset(time.Until(until))
+			}
+		}
 	}
 	first = !mc.leased
 	mc.leased = true
@@ -317,6 +353,10 @@ func (mc *Cache) invalidate(kind byte, bucket, key string) {
 			continue
 		}
 		if f.bucket != bucket {
+			continue
+		}
+		if f.own && kind == InvalKey && f.what == fillObject && f.key == key {
+			f.own = false
 			continue
 		}
 		if kind == InvalBucket || f.what == fillList || (f.what == fillObject && f.key == key) {
@@ -462,19 +502,58 @@ func (mc *Cache) Object(bucket, key string) (meta.Object, error) {
 	o, err := mc.c.Object(bucket, key)
 	keep := nil2
 	if err == nil || absent(err) {
-		keep = func() {
-			be := mc.entry(bucket)
-			if old, ok := be.objects[key]; ok {
-				mc.entries -= old.weight()
-			}
-			e := objectEntry{obj: o, err: err}
-			be.objects[key] = e
-			mc.entries += e.weight()
-		}
+		keep = func() { mc.keepObject(bucket, key, objectEntry{obj: o, err: err}) }
 	}
 	mc.end(f, keep)
 	return o, err
 }
+
+// keepObject caches e as what the cache knows of bucket/key; mu held.
+func (mc *Cache) keepObject(bucket, key string, e objectEntry) {
+	be := mc.entry(bucket)
+	if old, ok := be.objects[key]; ok {
+		mc.entries -= old.weight()
+	}
+	be.objects[key] = e
+	mc.entries += e.weight()
+}
+
+// wrote caches o, which a write through this cache has just recorded,
+// if no other change of its key reached the cache since f began: a GET
+// on the node that PUT an object then costs no round trip. Objects whose
+// reads the service counts are left to it.
+func (mc *Cache) wrote(f *fill, o meta.Object, err error) {
+	keep := nil2
+	if err == nil && o.Reads == 0 {
+		keep = func() { mc.keepObject(o.Bucket, o.Key, objectEntry{obj: o}) }
+	}
+	mc.end(f, keep)
+}
+
+// beginWrite starts the fill of a write of bucket/key (see fill.own), or
+// returns nil when the cache does not serve.
+func (mc *Cache) beginWrite(bucket, key string) *fill {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if !mc.serving(time.Now()) {
+		return nil
+	}
+	f := &fill{what: fillObject, bucket: bucket, key: key, epoch: mc.epoch, own: true}
+	mc.fills[f] = struct{}{}
+	return f
+}
+
+// ReadObject answers from the cache for objects without a read limit;
+// a read-limited object's read is taken by the metadata service.
+func (mc *Cache) ReadObject(bucket, key string) (meta.Object, error) {
+	o, err := mc.Object(bucket, key)
+	if err != nil || o.Reads == 0 {
+		return o, err
+	}
+	return mc.c.ReadObject(bucket, key)
+}
+
+func (mc *Cache) ReadDone(o meta.Object) ([]meta.Block, error) { return mc.c.ReadDone(o) }
 
 func (mc *Cache) List(bucket string, opts store.ListOptions) (store.ListResult, error) {
 	now := time.Now()
@@ -516,7 +595,10 @@ func (mc *Cache) List(bucket string, opts store.ListOptions) (store.ListResult, 
 func (mc *Cache) CreateBucket(name string) error { return mc.c.CreateBucket(name) }
 func (mc *Cache) DeleteBucket(name string) error { return mc.c.DeleteBucket(name) }
 func (mc *Cache) PutObject(obj meta.Object) (meta.Object, []meta.Block, error) {
-	return mc.c.PutObject(obj)
+	f := mc.beginWrite(obj.Bucket, obj.Key)
+	o, freed, err := mc.c.PutObject(obj)
+	mc.wrote(f, o, err)
+	return o, freed, err
 }
 func (mc *Cache) DeleteObject(bucket, key string) ([]meta.Block, error) {
 	return mc.c.DeleteObject(bucket, key)
@@ -535,7 +617,10 @@ func (mc *Cache) Parts(bucket, key, id string, opts store.ListPartsOptions) (sto
 	return mc.c.Parts(bucket, key, id, opts)
 }
 func (mc *Cache) CompleteUpload(bucket, key, id string, list []store.CompletePart, minPart int64) (meta.Object, []meta.Block, error) {
-	return mc.c.CompleteUpload(bucket, key, id, list, minPart)
+	f := mc.beginWrite(bucket, key)
+	o, freed, err := mc.c.CompleteUpload(bucket, key, id, list, minPart)
+	mc.wrote(f, o, err)
+	return o, freed, err
 }
 func (mc *Cache) AbortUpload(bucket, key, id string) ([]meta.Block, error) {
 	return mc.c.AbortUpload(bucket, key, id)

@@ -129,6 +129,31 @@ func TestCacheAcrossNodes(t *testing.T) {
 	if hits, _ := ca.Stats(); hits == 0 {
 		t.Fatal("node a never read from its cache")
 	}
+
+	// A read-limited object: both nodes have it cached, yet each read is
+	// taken by the service, and once the last is taken neither node finds
+	// it, in a lookup or a listing.
+	if _, err := a.Put(ctx, "bkt", "twice", strings.NewReader("xy"), 2, store.PutOptions{Reads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*local.Store{a, b} {
+		if info, err := st.Head(ctx, "bkt", "twice"); err != nil || info.Reads != 2 {
+			t.Fatalf("head: %+v, %v", info, err)
+		}
+	}
+	for i, st := range []*local.Store{b, a} {
+		if got, err := get(st, "twice"); err != nil || got != "xy" {
+			t.Fatalf("read %d of 2: %q, %v", i+1, got, err)
+		}
+	}
+	for _, st := range []*local.Store{a, b} {
+		if _, err := get(st, "twice"); !errors.Is(err, store.ErrNoSuchKey) {
+			t.Fatalf("a third read: %v; want ErrNoSuchKey", err)
+		}
+		if _, err := st.Head(ctx, "bkt", "twice"); !errors.Is(err, store.ErrNoSuchKey) {
+			t.Fatalf("head after the last read: %v; want ErrNoSuchKey", err)
+		}
+	}
 }
 
 // TestCacheWithoutStream: a service that refuses the watch stream leaves

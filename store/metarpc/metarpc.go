@@ -132,6 +132,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.theHub().invalidate(InvalKey, q.Object.Bucket, q.Object.Key)
 	case "deleteObject", "completeUpload":
 		h.theHub().invalidate(InvalKey, q.Bucket, q.Key)
+	case "readObject":
+		if a.Object.Counted && a.Object.Reads == 0 { // its last read: gone for everyone else
+			h.theHub().invalidate(InvalKey, q.Bucket, q.Key)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(a)
@@ -176,6 +180,14 @@ func (h *Handler) do(op string, q Request) (Answer, error) {
 		var o meta.Object
 		o, err = db.Object(q.Bucket, q.Key)
 		a.Object = &o
+	case "readObject":
+		var o meta.Object
+		o, err = db.ReadObject(q.Bucket, q.Key)
+		a.Object = &o
+	case "readDone":
+		if err = need(op, q.Object != nil); err == nil {
+			a.Blocks, err = db.ReadDone(*q.Object)
+		}
 	case "deleteObject":
 		a.Blocks, err = db.DeleteObject(q.Bucket, q.Key)
 	case "deleteExpired":
@@ -332,6 +344,22 @@ func (c *Client) Object(bucket, key string) (meta.Object, error) {
 		return meta.Object{}, orMissing(err, "object")
 	}
 	return *a.Object, nil
+}
+
+func (c *Client) ReadObject(bucket, key string) (meta.Object, error) {
+	a, err := c.do("readObject", Request{Bucket: bucket, Key: key})
+	if err != nil || a.Object == nil {
+		return meta.Object{}, orMissing(err, "object")
+	}
+	return *a.Object, nil
+}
+
+func (c *Client) ReadDone(o meta.Object) ([]meta.Block, error) {
+	if !o.Counted {
+		return nil, nil
+	}
+	a, err := c.do("readDone", Request{Object: &o})
+	return a.Blocks, err
 }
 
 func (c *Client) DeleteObject(bucket, key string) ([]meta.Block, error) {
