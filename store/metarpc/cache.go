@@ -33,10 +33,11 @@ import (
 // Changes made through the Cache go to the service as with a Client;
 // uploads in progress and parts are never cached.
 type Cache struct {
-	c     *Client
-	lease time.Duration
-	log   *slog.Logger
-	max   int
+	c        *Client
+	lease    time.Duration
+	log      *slog.Logger
+	max      int
+	onChange func(bucket, key string)
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -51,7 +52,8 @@ type Cache struct {
 	fills      map[*fill]struct{}
 	entries    int // weight of the objects and listings cached, for the bound
 	hits, miss uint64
-	leased     bool // a lease was granted once
+	leased     bool        // a lease was granted once
+	lapse      *time.Timer // calls onChange when the lease runs out unrenewed
 }
 
 // bucketEntry is what the cache knows about one bucket.
@@ -103,6 +105,13 @@ type CacheOptions struct {
 	// plus its entries; past it the cache starts over.
 	MaxEntries int
 	Log        *slog.Logger
+	// OnChange, when set, is called with every change the service tells
+	// of (key "" for a whole bucket) once the cache has dropped it and
+	// before it is acknowledged, and with ("", "") when the cache stops
+	// serving (its stream ended or its lease ran out): a layer that keeps
+	// copies of its own past the cache (a FUSE mount's kernel caches)
+	// drops them then. It must not call the Cache.
+	OnChange func(bucket, key string)
 }
 
 var _ local.Meta = (*Cache)(nil)
@@ -123,7 +132,7 @@ func NewCache(c *Client, opts CacheOptions) *Cache {
 		opts.Log = slog.Default()
 	}
 	mc := &Cache{
-		c: c, lease: opts.Lease, log: opts.Log, max: opts.MaxEntries,
+		c: c, lease: opts.Lease, log: opts.Log, max: opts.MaxEntries, onChange: opts.OnChange,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		buckets: make(map[string]*bucketEntry), fills: make(map[*fill]struct{}),
 	}
@@ -176,10 +185,20 @@ func (mc *Cache) watchLoop() {
 // that kept it correct ended.
 func (mc *Cache) reset() {
 	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	mc.epoch++
 	mc.leaseUntil = time.Time{}
 	mc.dropAll()
+	mc.mu.Unlock()
+	if mc.onChange != nil {
+		mc.onChange("", "")
+	}
+}
+
+// lapsed tells onChange that the lease ran out without a renewal.
+func (mc *Cache) lapsed() {
+	if !mc.Serving() {
+		mc.onChange("", "")
+	}
 }
 
 func (mc *Cache) dropAll() {
@@ -284,6 +303,13 @@ func (mc *Cache) watch() error {
 			}
 		case frameInval:
 			mc.invalidate(f.kind, f.bucket, f.key)
+			if mc.onChange != nil {
+				key := f.key
+				if f.kind == InvalBucket {
+					key = ""
+				}
+				mc.onChange(f.bucket, key)
+			}
 			if err := send(frame{typ: frameAck, n: f.n}); err != nil {
 				return err
 			}
@@ -304,6 +330,13 @@ func (mc *Cache) renew(until time.Time) (first bool) {
 	defer mc.mu.Unlock()
 	if until.After(mc.leaseUntil) {
 		mc.leaseUntil = until
+		if mc.onChange != nil {
+			if mc.lapse == nil {
+				mc.lapse = time.AfterFunc(time.Until(until), mc.lapsed)
+			} else {
+				mc.lapse.Reset(time.Until(until))
+			}
+		}
 	}
 	first = !mc.leased
 	mc.leased = true
@@ -509,6 +542,18 @@ func (mc *Cache) beginWrite(bucket, key string) *fill {
 	mc.fills[f] = struct{}{}
 	return f
 }
+
+// ReadObject answers from the cache for objects without a read limit;
+// a read-limited object's read is taken by the metadata service.
+func (mc *Cache) ReadObject(bucket, key string) (meta.Object, error) {
+	o, err := mc.Object(bucket, key)
+	if err != nil || o.Reads == 0 {
+		return o, err
+	}
+	return mc.c.ReadObject(bucket, key)
+}
+
+func (mc *Cache) ReadDone(o meta.Object) ([]meta.Block, error) { return mc.c.ReadDone(o) }
 
 func (mc *Cache) List(bucket string, opts store.ListOptions) (store.ListResult, error) {
 	now := time.Now()
