@@ -46,7 +46,9 @@
 // Handoff's own header X-Handoff-Ttl on a PUT or CreateMultipartUpload
 // ("90s", "2h" or seconds) gives the object a time to live, and
 // X-Handoff-Replicas (1 to 3, default 1) keeps its blocks on that many
-// node agents. Objects are ephemeral: with one replica an object is lost
+// node agents, and X-Handoff-Reads deletes it after that many GETs (a HEAD
+// answers how many are left; nobody finds it once the last GET has begun,
+// and its memory goes when every GET has ended). Objects are ephemeral: with one replica an object is lost
 // with the node agent that holds it (a read then fails with a 500
 // InternalError that says so, never returns wrong bytes). A store that
 // cannot reach its metadata service or the nodes its replicas need

@@ -53,6 +53,7 @@ var (
 	errInvalidMaxKeys      = errorf("InvalidArgument", http.StatusBadRequest, "max-keys must be a non-negative integer.")
 	errInvalidContinuation = errorf("InvalidArgument", http.StatusBadRequest, "The continuation token provided is incorrect; use NextContinuationToken from the previous page.")
 	errInvalidTTL          = errorf("InvalidArgument", http.StatusBadRequest, "x-handoff-ttl must be a positive Go duration (\"90s\", \"2h\") or a number of seconds.")
+	errInvalidReads        = errorf("InvalidArgument", http.StatusBadRequest, fmt.Sprintf("x-handoff-reads must be a number of GETs from 1 to %d after which the object is deleted.", store.MaxReads))
 	errInvalidReplicas     = errorf("InvalidArgument", http.StatusBadRequest, fmt.Sprintf("x-handoff-replicas must be a number of copies from 1 to %d.", store.MaxReplicas))
 )
 

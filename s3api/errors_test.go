@@ -122,3 +122,36 @@ func TestReplicasHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsHeader checks X-Handoff-Reads: the object answers that many
+// GETs and then is gone; HEAD takes none; a bad count is refused.
+func TestReadsHeader(t *testing.T) {
+	s := startServer(t, local.Config{})
+	if st, c := s.do(t, "PUT", "/reads", "", nil); st != 200 {
+		t.Fatalf("create bucket: %d %s", st, c)
+	}
+	for _, v := range []string{"0", "-1", "many", "1048577"} {
+		if st, c := s.do(t, "PUT", "/reads/k", "body", map[string]string{"X-Handoff-Reads": v}); st != 400 || c != "InvalidArgument" {
+			t.Errorf("reads %q: %d %s, want 400 InvalidArgument", v, st, c)
+		}
+	}
+	if st, c := s.do(t, "PUT", "/reads/k", "body", map[string]string{"X-Handoff-Reads": "2"}); st != 200 {
+		t.Fatalf("put: %d %s", st, c)
+	}
+	for range 3 {
+		if st, c := s.do(t, "HEAD", "/reads/k", "", nil); st != 200 {
+			t.Fatalf("head: %d %s", st, c)
+		}
+	}
+	for i := range 2 {
+		if st, c := s.do(t, "GET", "/reads/k", "", nil); st != 200 {
+			t.Fatalf("get %d of 2: %d %s", i+1, st, c)
+		}
+	}
+	if st, c := s.do(t, "GET", "/reads/k", "", nil); st != 404 || c != "NoSuchKey" {
+		t.Fatalf("a third get: %d %s, want 404 NoSuchKey", st, c)
+	}
+	if n := s.store.Stats().Blocks; n != 0 {
+		t.Fatalf("%d blocks left after the last read", n)
+	}
+}

@@ -27,6 +27,12 @@ const ttlHeader = "X-Handoff-Ttl"
 // nothing. It is Handoff's own.
 const replicasHeader = "X-Handoff-Replicas"
 
+// readsHeader deletes an object after that many GETs (1 to
+// store.MaxReads): a producer's output for a known number of consumers
+// needs no DELETE. A HEAD takes none and tells how many are left. It is
+// Handoff's own.
+const readsHeader = "X-Handoff-Reads"
+
 // body returns the request's payload as the client meant it: decoded
 // from aws-chunked and checked against its chunk signatures, or checked
 // against its declared SHA-256 at the end. size is -1 when unknown.
@@ -115,6 +121,13 @@ func putOptions(r *http.Request) (store.PutOptions, error) {
 		}
 		opts.Replicas = n
 	}
+	if v := r.Header.Get(readsHeader); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxReads {
+			return opts, errInvalidReads
+		}
+		opts.Reads = n
+	}
 	return opts, nil
 }
 
@@ -175,6 +188,9 @@ func objectHeaders(w http.ResponseWriter, info store.ObjectInfo) {
 	}
 	if !info.Expires.IsZero() {
 		hd.Set("X-Handoff-Expires", info.Expires.UTC().Format(http.TimeFormat))
+	}
+	if info.Reads > 0 {
+		hd.Set(readsHeader, strconv.Itoa(info.Reads))
 	}
 }
 
