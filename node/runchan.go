@@ -277,8 +277,9 @@ func (rs *runs) handleFeed(w http.ResponseWriter, r *http.Request) {
 }
 
 // RunBucket holds the outputs of workflow edges in mode store, as
-// "<run>/<channel>" objects deleted when their run ends (and expiring an
-// hour after they are written if the run's end never comes).
+// "<run>/<channel>" objects deleted once their consumer has read them, or
+// when their run ends (and expiring an hour after they are written if the
+// run's end never comes).
 const RunBucket = "handoff-runs"
 
 // putRunObject writes a store edge's output into the cluster store and
@@ -291,7 +292,9 @@ func (rs *runs) putRunObject(ru *run, key string, r io.Reader) (store.ObjectInfo
 	ru.mu.Lock()
 	ru.objects = append(ru.objects, key)
 	ru.mu.Unlock()
-	return rs.a.store.Put(ctx, RunBucket, key, r, -1, store.PutOptions{TTL: time.Hour})
+	// One consumer reads a channel: its read frees the object at once,
+	// not at the run's end.
+	return rs.a.store.Put(ctx, RunBucket, key, r, -1, store.PutOptions{TTL: time.Hour, Reads: 1})
 }
 
 // dialStream connects a producer here to its consumer's node. In the
