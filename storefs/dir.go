@@ -53,11 +53,13 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if store.CheckBucketName(name) != nil {
 		return nil, syscall.ENOENT
 	}
+	gen, pushed := r.fsys.trust()
 	info, err := r.fsys.b.HeadBucket(ctx, name)
 	if err != nil {
 		return nil, r.fsys.fail("lookup", name, "", err)
 	}
 	r.fsys.dirAttr(&out.Attr, info.Created)
+	r.fsys.keepEntry(out, gen, pushed)
 	return r.bucketInode(ctx, name), 0
 }
 
@@ -139,6 +141,7 @@ var (
 )
 
 func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	gen, pushed := d.fsys.trust()
 	var mtime time.Time
 	if d.prefix == "" {
 		if info, err := d.fsys.b.HeadBucket(ctx, d.bucket); err == nil {
@@ -148,6 +151,7 @@ func (d *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrO
 		mtime = info.Modified
 	}
 	d.fsys.dirAttr(&out.Attr, mtime)
+	d.fsys.keepAttr(out, gen, pushed)
 	return 0
 }
 
@@ -220,12 +224,14 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		d.fsys.fileAttr(&out.Attr, e.size, e.mtime)
 		return d.fileInodeSized(ctx, name, key, e.size), 0
 	}
+	gen, pushed := d.fsys.trust()
 	isDir, mtime, err := d.isDir(ctx, key)
 	if err != nil {
 		return nil, d.fsys.fail("lookup", d.bucket, key, err)
 	}
 	if isDir {
 		d.fsys.dirAttr(&out.Attr, mtime)
+		d.fsys.keepEntry(out, gen, pushed)
 		return d.dirInode(ctx, name, key), 0
 	}
 	info, err := d.fsys.b.Head(ctx, d.bucket, key)
@@ -233,6 +239,10 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, d.fsys.fail("lookup", d.bucket, key, err)
 	}
 	d.fsys.fileAttr(&out.Attr, info.Size, info.Modified)
+	// A file being written through this mount changes size as it goes.
+	if d.fsys.writerFor(d.bucket, key) == nil {
+		d.fsys.keepEntry(out, gen, pushed)
+	}
 	return d.fileInodeSized(ctx, name, key, info.Size), 0
 }
 

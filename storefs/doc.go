@@ -94,4 +94,11 @@
 // lookups, stat and ls within that time; a name that did not exist is
 // never cached, so a new object shows at once. Every open consults the
 // store, so an open after the change reads the new bytes.
+//
+// When the server is told of every change (Options.Pushed, as a node
+// agent's metadata cache tells it), the kernel trusts names and
+// attributes for an hour instead and Server.Invalidate makes it forget
+// the changed ones: a process's open of a path looked up before, by any
+// process, costs one round trip (OPEN) rather than one per path element
+// more.
 package storefs

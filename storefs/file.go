@@ -77,11 +77,13 @@ func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 		n.fsys.fileAttr(&out.Attr, size, mtime)
 		return 0
 	}
+	gen, pushed := n.fsys.trust()
 	info, err := n.fsys.b.Head(ctx, bucket, key)
 	if err != nil {
 		return n.fsys.fail("getattr", bucket, key, err)
 	}
 	n.fsys.fileAttr(&out.Attr, info.Size, info.Modified)
+	n.fsys.keepAttr(out, gen, pushed)
 	n.told(info.Size)
 	return 0
 }

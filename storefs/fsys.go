@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,9 @@ type fsys struct {
 	opts    Options
 	log     *slog.Logger
 	started time.Time // mtime of directories that have no marker object
+	// gen counts Invalidate calls: an answer made while it moved is not
+	// kept long by the kernel (pushed.go).
+	gen atomic.Uint64
 
 	// mu guards writers and every writer's id and refs. Lock order:
 	// mu, then a writer's mu; mu is never held across a Backend call.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,9 +27,10 @@ var ErrUnavailable = errors.New("storefs: FUSE is not available")
 
 // Defaults of Options.
 const (
-	DefaultCacheTimeout = time.Second
-	DefaultReadAhead    = 8 << 20
-	DefaultPartSize     = 64 << 20
+	DefaultCacheTimeout  = time.Second
+	DefaultPushedTimeout = time.Hour
+	DefaultReadAhead     = 8 << 20
+	DefaultPartSize      = 64 << 20
 	// chunkSize is the unit of read-ahead: one Get per chunk, the size of
 	// a store block and of the largest request the kernel sends.
 	chunkSize = 1 << 20
@@ -45,6 +47,18 @@ type Options struct {
 	// another node, or over S3); opens always consult the store. 0 means
 	// DefaultCacheTimeout; negative means no caching.
 	CacheTimeout time.Duration
+	// Pushed, when set, reports whether the server is told of every
+	// change to the store (Server.Invalidate) for as long as it returns
+	// true, changes made through this mount included. Names and
+	// attributes the kernel learns while it does are trusted for
+	// PushedTimeout instead of CacheTimeout: a fresh process's open of a
+	// file looked up before costs no LOOKUP. Invalidate drops them from
+	// the kernel when they change; the caller calls Invalidate("", "")
+	// when Pushed turns false, since changes may then go untold.
+	Pushed func() bool
+	// PushedTimeout is how long the kernel trusts what it learnt while
+	// Pushed was true; 0 means DefaultPushedTimeout.
+	PushedTimeout time.Duration
 	// ReadAhead is how many bytes past a sequential reader's position
 	// are fetched in advance. 0 means DefaultReadAhead; negative: none.
 	ReadAhead int64
@@ -82,9 +96,15 @@ type Options struct {
 // has stopped serving.
 type Server struct {
 	dir    string
+	root   *rootNode
 	fuse   *fuse.Server
 	fsys   *fsys
 	cancel context.CancelFunc
+
+	// inval queues Invalidate's work for the goroutine that tells the
+	// kernel; invalAll is set when it overflowed.
+	inval    chan [2]string
+	invalAll atomic.Bool
 
 	unmountOnce sync.Once
 	unmountErr  error
@@ -104,6 +124,9 @@ func Mount(dir string, b store.Backend, opts Options) (*Server, error) {
 	}
 	if opts.CacheTimeout < 0 {
 		opts.CacheTimeout = 0
+	}
+	if opts.PushedTimeout <= 0 {
+		opts.PushedTimeout = DefaultPushedTimeout
 	}
 	if opts.ReadAhead == 0 {
 		opts.ReadAhead = DefaultReadAhead
@@ -167,7 +190,8 @@ func Mount(dir string, b store.Backend, opts Options) (*Server, error) {
 		UID:             opts.UID,
 		GID:             opts.GID,
 	}
-	srv, err := fs.Mount(dir, &rootNode{fsys: f}, fopts)
+	root := &rootNode{fsys: f}
+	srv, err := fs.Mount(dir, root, fopts)
 	if err != nil {
 		cancel()
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -181,7 +205,9 @@ func Mount(dir string, b store.Backend, opts Options) (*Server, error) {
 	if err := setReadAhead(dir, opts.ReadAhead); err != nil {
 		opts.Log.Info("storefs: kernel read-ahead left at its default; sequential reads will be slower", "err", err)
 	}
-	return &Server{dir: dir, fuse: srv, fsys: f, cancel: cancel}, nil
+	s := &Server{dir: dir, root: root, fuse: srv, fsys: f, cancel: cancel, inval: make(chan [2]string, 1024)}
+	go s.invalidations(ctx)
+	return s, nil
 }
 
 // setReadAhead raises the kernel's read-ahead for the mount, which FUSE
