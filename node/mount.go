@@ -41,7 +41,10 @@ import (
 // mountStore mounts the store under the node's directory, or records why
 // it cannot. The returned func also unmounts every view.
 func (a *Agent) mountStore() (unmount func()) {
-	a.views = &storeViews{dir: filepath.Join(a.cfg.Dir, "store-views"), m: map[string]*storefs.Server{}}
+	if a.views == nil { // no store: nothing to mount
+		a.views = &storeViews{m: map[string]*storefs.Server{}}
+	}
+	a.views.dir = filepath.Join(a.cfg.Dir, "store-views")
 	if a.cfg.NoStoreMount {
 		a.mountErr = "turned off (--no-store-mount)"
 		return func() {}
@@ -52,13 +55,16 @@ func (a *Agent) mountStore() (unmount func()) {
 		a.log.Warn("store mount off", "err", err)
 		return func() {}
 	}
-	srv, err := storefs.Mount(dir, a.store, storefs.Options{Log: a.log})
+	srv, err := storefs.Mount(dir, a.store, storefs.Options{Log: a.log, Pushed: a.views.pushed})
 	if err != nil {
 		a.mountErr = err.Error()
 		a.log.Warn("store mount off: instances reach the store over S3 only", "err", err)
 		return func() {}
 	}
 	a.mountDir = srv.Dir()
+	a.views.mu.Lock()
+	a.views.all = srv
+	a.views.mu.Unlock()
 	a.log.Info("store mounted", "dir", a.mountDir)
 	return func() {
 		a.views.unmountAll(a)
@@ -72,11 +78,33 @@ func (a *Agent) mountStore() (unmount func()) {
 // grants.
 type storeViews struct {
 	dir string
-	// mu guards m and closed; it is held across a mount, so that two
+	// pushed reports whether the metadata cache is told of every change
+	// (metarpc.Cache.Serving): the mounts' kernel caches then keep names
+	// and attributes long, and changed drops them.
+	pushed func() bool
+	// mu guards m, all and closed; it is held across a mount, so that two
 	// instances starting at once share one view.
 	mu     sync.Mutex
 	m      map[string]*storefs.Server // by grantsID
+	all    *storefs.Server            // the node-wide mount
 	closed bool
+}
+
+// changed passes a change the metadata cache was told of to every mount
+// (metarpc.CacheOptions.OnChange).
+func (v *storeViews) changed(bucket, key string) {
+	v.mu.Lock()
+	srvs := make([]*storefs.Server, 0, len(v.m)+1)
+	for _, srv := range v.m {
+		srvs = append(srvs, srv)
+	}
+	if v.all != nil {
+		srvs = append(srvs, v.all)
+	}
+	v.mu.Unlock()
+	for _, srv := range srvs {
+		srv.Invalidate(bucket, key)
+	}
 }
 
 // grantsID names a set of grants: the same grants in any order, the same
@@ -103,7 +131,7 @@ func (v *storeViews) view(a *Agent, g spec.Store) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	srv, err := storefs.Mount(dir, scoped.New(a.store, "", g), storefs.Options{AllowOther: true, Log: a.log})
+	srv, err := storefs.Mount(dir, scoped.New(a.store, "", g), storefs.Options{AllowOther: true, Log: a.log, Pushed: v.pushed})
 	if err != nil {
 		return "", err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/handoff-dev/handoff/store/local"
 	"github.com/handoff-dev/handoff/store/metarpc"
 	"github.com/handoff-dev/handoff/store/spread"
+	"github.com/handoff-dev/handoff/storefs"
 )
 
 // The cluster's ephemeral store, served to instances over an
@@ -97,7 +98,12 @@ func (a *Agent) setupStore() error {
 	// by the control plane's invalidations (metarpc.Cache): a fresh
 	// instance's first read of a known object costs no round trip to
 	// the control plane.
-	md := metarpc.NewCache(rpc, metarpc.CacheOptions{Log: a.log})
+	// Its invalidations also reach the kernel's caches of the node's
+	// mounts (storeViews.changed), which then keep names and attributes
+	// for as long as the cache is kept correct.
+	a.views = &storeViews{m: map[string]*storefs.Server{}}
+	md := metarpc.NewCache(rpc, metarpc.CacheOptions{Log: a.log, OnChange: a.views.changed})
+	a.views.pushed = md.Serving
 	tc := spread.Config{Self: a.holder, Local: bs, Members: md.Members, Logger: a.log}
 	if a.member != nil {
 		tc.Link = &peerlink.Client{TLS: a.member.ClientConfig(""), Clear: !a.cfg.PeerEncrypt}
