@@ -30,8 +30,9 @@ type StoreResult struct {
 	// First is a fresh instance's first read of a small object, one
 	// series per way of reaching the store.
 	First []FirstSeries `json:"first"`
-	// S3 is PUT and GET through a node agent's S3 API and through MinIO
-	// on tmpfs and on disk, series "<target>-put" and "<target>-get".
+	// S3 is PUT and GET through a node agent's S3 API, through MinIO on
+	// tmpfs and on disk, and through the ceiling server (targetCeiling),
+	// series "<target>-put" and "<target>-get".
 	S3 bench.Result `json:"s3"`
 	// MinIOShm and MinIODisk say where the two MinIO servers keep data.
 	MinIOShm  string `json:"minio_shm"`

@@ -124,7 +124,8 @@ func throughputs(n int64, ds []time.Duration) string {
 
 func storeNotes(r StoreResult) []string {
 	notes := firstNotes(r.First)
-	notes = append(notes, fmt.Sprintf("S3: one minio-go client per server, plain HTTP, signature V4 with UNSIGNED-PAYLOAD (DisableContentSha256, so the client does not hash the body), its multipart defaults (16 MiB parts and up, 4 in flight, above 16 MiB). Handoff is node agent n1's S3 API (blocks in its memory); MinIO is a single-drive server, data in %s and in %s. Each repetition PUTs a new object, GETs it into one buffer and deletes it (untimed); the three servers take turns. Throughput is the size over the mean time.", r.MinIOShm, r.MinIODisk))
+	notes = append(notes, ceilingNotes(r.S3)...)
+	notes = append(notes, fmt.Sprintf("S3: one minio-go client per server, plain HTTP, signature V4 with UNSIGNED-PAYLOAD (DisableContentSha256, so the client does not hash the body), its multipart defaults (16 MiB parts and up, 4 in flight, above 16 MiB). Handoff is node agent n1's S3 API (blocks in its memory); MinIO is a single-drive server, data in %s and in %s. Each repetition PUTs a new object, GETs it into one buffer and deletes it (untimed); the servers take turns. Throughput is the size over the mean time.", r.MinIOShm, r.MinIODisk))
 	if m := r.NodeMount; m.Skipped != "" {
 		notes = append(notes, "The node agent's mount: not measured: "+m.Skipped)
 	} else if m.Failed != "" {
@@ -171,7 +172,11 @@ func writeStoreMarkdown(w io.Writer, r StoreResult) error {
 	if len(r.S3.Points) > 0 {
 		for _, op := range []string{"put", "get"} {
 			fmt.Fprintf(&b, "S3 %s (cells: median latency / MB/s):\n\n", strings.ToUpper(op))
-			if err := report.WriteTable(&b, r.S3, targetHandoff+"-"+op, targetMinIOShm+"-"+op, targetMinIODisk+"-"+op); err != nil {
+			series := []string{targetHandoff + "-" + op, targetMinIOShm + "-" + op, targetMinIODisk + "-" + op}
+			if _, ok := r.S3.Lookup(targetCeiling+"-"+op, r.S3.Sizes()[0]); ok {
+				series = append(series, targetCeiling+"-"+op)
+			}
+			if err := report.WriteTable(&b, r.S3, series...); err != nil {
 				return err
 			}
 			b.WriteString("\n")
@@ -220,4 +225,30 @@ func via(series string) string {
 		return "its mount"
 	}
 	return "its S3 API"
+}
+
+// ceilingNotes say, per operation, how far the S3 series' ceiling (an
+// HTTP server that does no work, same client) is above MinIO on /dev/shm
+// at 1 MiB and up, and how close Handoff comes to it: where the ceiling
+// is under 5× MinIO, that bar is out of reach for any server here.
+func ceilingNotes(r bench.Result) []string {
+	var notes []string
+	for _, op := range []string{"put", "get"} {
+		var cells []string
+		for _, size := range r.Sizes() {
+			c, ok1 := r.Lookup(targetCeiling+"-"+op, size)
+			m, ok2 := r.Lookup(targetMinIOShm+"-"+op, size)
+			h, ok3 := r.Lookup(targetHandoff+"-"+op, size)
+			if !ok1 || !ok2 || !ok3 || size < bench.MiB || m.Throughput == 0 || c.Throughput == 0 {
+				continue
+			}
+			cells = append(cells, fmt.Sprintf("%s: ceiling %s = %s MinIO's, Handoff at %.0f %% of it",
+				bench.FormatSize(size), bench.FormatThroughput(c.Throughput), report.FormatRatio(c.Throughput/m.Throughput), 100*h.Throughput/c.Throughput))
+		}
+		if len(cells) > 0 {
+			notes = append(notes, fmt.Sprintf("S3 %s ceiling (series %s: an HTTP server in the harness that answers the same client and does nothing with the bytes, the most any S3 server could give it on this machine's loopback): %s.",
+				strings.ToUpper(op), targetCeiling+"-"+op, strings.Join(cells, "; ")))
+		}
+	}
+	return notes
 }

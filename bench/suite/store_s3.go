@@ -60,12 +60,22 @@ func (e Env) measureS3(ctx context.Context, n *storeNode, shm, disk *baseline.Mi
 	largest := sz.s3[len(sz.s3)-1]
 	payload := make([]byte, largest)
 	rand.NewChaCha8([32]byte{'s', '3'}).Read(payload)
+	ceil, err := startCeiling(payload)
+	if err != nil {
+		return res, err
+	}
+	defer ceil.Close()
+	cc, err := newS3Client(ceil.Endpoint(), "ceiling", "ceiling-secret")
+	if err != nil {
+		return res, err
+	}
+	targets = append(targets, s3Target{name: targetCeiling, c: cc, bucket: "ceiling"})
 	// The GET buffer is touched before any GET: a first touch of fresh
 	// memory costs about 5 s per GiB on this VM, and would fall on
 	// whichever target first reads the largest size.
 	buf := make([]byte, largest)
 	copy(buf, payload)
-	fmt.Fprintf(e.Log, "S3 PUT and GET through %s (node %s), %s and %s\n", targetHandoff, n.ID, targetMinIOShm, targetMinIODisk)
+	fmt.Fprintf(e.Log, "S3 PUT and GET through %s (node %s), %s, %s and the %s\n", targetHandoff, n.ID, targetMinIOShm, targetMinIODisk, targetCeiling)
 	// A warm-up of every target, untimed: a small object, then one of
 	// the largest size, so that each server's buffers have been touched
 	// once before they are timed (a first touch of fresh memory costs
