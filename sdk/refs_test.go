@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/httpx"
+	"github.com/handoff-dev/handoff/memfd"
 	"github.com/handoff-dev/handoff/node"
 	"github.com/handoff-dev/handoff/spec"
 )
@@ -638,7 +639,7 @@ func TestRefsOverFD(t *testing.T) {
 		}
 		defer buf.Close()
 		if buf.f != nil {
-			t.Fatal("a 64 KiB Buffer made a shared-memory file; it should be ordinary memory")
+			t.Fatal("a 1 MiB Buffer made a shared-memory file; it should be ordinary memory")
 		}
 		copy(buf.Bytes(), small)
 		_, err = buf.Share(ctx, RefOptions{Readers: []string{"Not A Name"}})
@@ -660,10 +661,39 @@ func TestRefsOverFD(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.f != nil || !bytes.Equal(m.Bytes(), small) {
-			t.Errorf("Map of 64 KiB: descriptor kept %v, %d bytes; want a copy of the %d shared", m.f != nil, len(m.Bytes()), len(small))
+		defer m.Close()
+		if m.f == nil || !bytes.Equal(m.Bytes(), small) {
+			t.Fatalf("Map of 1 MiB: mapped %v, %d bytes; want a mapping of the %d shared", m.f != nil, len(m.Bytes()), len(small))
 		}
-		if err := m.Close(); err != nil || m.Bytes() != nil || m.Close() != nil {
+		// Copied into the file at Share, the payload is sealed before its
+		// reference exists: its sender has nothing left to change it with.
+		if sealed, err := memfd.Sealed(m.f); err != nil || !sealed {
+			t.Errorf("a shared small Buffer right after Share: sealed %v, %v; want sealed at once", sealed, err)
+		}
+
+		// The next small Buffer reuses the memory, zeroed.
+		again, err := NewBuffer(int64(len(small)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer again.Close()
+		if !bytes.Equal(again.Bytes(), make([]byte, len(small))) {
+			t.Error("a new small Buffer is not all zero")
+		}
+
+		tiny := data[:smallMap]
+		ref, err = Put(ctx, tiny, self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Map(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.f != nil || !bytes.Equal(c.Bytes(), tiny) {
+			t.Errorf("Map of 64 KiB: descriptor kept %v, %d bytes; want a copy of the %d put", c.f != nil, len(c.Bytes()), len(tiny))
+		}
+		if err := c.Close(); err != nil || c.Bytes() != nil || c.Close() != nil {
 			t.Errorf("Mapping.Close of a copy: %v", err)
 		}
 	})
