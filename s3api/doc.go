@@ -31,7 +31,9 @@
 // STREAMING-UNSIGNED-PAYLOAD-TRAILER) are decoded as they stream with
 // every chunk signature verified before the next chunk is read, and
 // UNSIGNED-PAYLOAD is taken as is. Content-MD5 is checked by the store
-// (BadDigest). A check that fails makes the store drop the whole upload,
+// (BadDigest) and the ETag is then the body's MD5; without it the ETag is
+// a digest of the blocks' CRC-32Cs, marked as not an MD5 with "-1" (a
+// part's carries no mark, as every multipart ETag is opaque). A check that fails makes the store drop the whole upload,
 // so nothing unverified is kept. Trailing checksums
 // (x-amz-checksum-*) are accepted and signed-checked but not compared
 // with the data: the store keeps its own CRC-32C per block.
