@@ -202,10 +202,10 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 	for _, s := range series {
 		names = append(names, s.Name)
 	}
-	execN := firstExecCount(sz)
+	parkedN, execN := e.firstCounts(sz)
 	fmt.Fprintf(e.Log, "first access: %d fresh instances per series from parked processes and %d forked and exec'd (%s), a %s object held by the other node agent\n",
-		sz.fresh, execN, strings.Join(names, ", "), bench.FormatSize(sz.small))
-	if err := e.firstParked(ctx, p, bin, series, sz.fresh); err != nil {
+		parkedN, execN, strings.Join(names, ", "), bench.FormatSize(sz.small))
+	if err := e.firstParked(ctx, p, bin, series, parkedN); err != nil {
 		return nil, err
 	}
 	if err := e.firstExec(ctx, p, bin, series, execN); err != nil {
@@ -225,14 +225,24 @@ func (e Env) measureFirst(ctx context.Context, p *platform.Platform, nodes map[s
 	return out, nil
 }
 
-// firstExecCount is how many fork-and-exec starts each series has:
-// HANDOFF_BENCH_STORE_FRESH_EXEC, or a fifth of the parked ones (at
-// least firstCopies, the first start of each parked-series function).
-func firstExecCount(sz storeSizes) int {
-	if n, err := strconv.Atoi(os.Getenv("HANDOFF_BENCH_STORE_FRESH_EXEC")); err == nil && n >= 0 {
-		return n
+// firstCounts returns how many fresh instances each series has: started
+// from parked processes (HANDOFF_BENCH_STORE_FRESH, else 60: each waits
+// about a third of a second for its node agent to park the next process)
+// and forked and exec'd (HANDOFF_BENCH_STORE_FRESH_EXEC, else 30, at
+// least the first start of each parked-series function).
+func (e Env) firstCounts(sz storeSizes) (parked, exec int) {
+	parked = sz.fresh
+	if os.Getenv("HANDOFF_BENCH_STORE_FRESH") == "" && !e.Quick {
+		parked = 60
 	}
-	return max(sz.fresh/5, firstCopies)
+	exec = 30
+	if e.Quick {
+		exec = 0
+	}
+	if n, err := strconv.Atoi(os.Getenv("HANDOFF_BENCH_STORE_FRESH_EXEC")); err == nil && n >= 0 {
+		exec = n
+	}
+	return parked, exec
 }
 
 // firstSpec is storefn deployed as function name. Every series may read
