@@ -573,9 +573,10 @@ func TestBroadcastCopyFreedWithLastRead(t *testing.T) {
 }
 
 // TestPullWaitsForTheWriter: a memfd handed over while its writer still
-// maps it is sent only once the writer unmapped it, so the puller gets the
-// bytes as they were at the unmap, never bytes the writer could still
-// change, whenever the pull started.
+// maps it, under a reference with several reads, is sent only once the
+// writer unmapped it, so every puller gets the bytes as they were at the
+// unmap, never bytes the writer could still change, whenever the pull
+// started.
 func TestPullWaitsForTheWriter(t *testing.T) {
 	c := newCluster(t, 2, true, clock.Real{})
 	const size = 2 << 20
@@ -591,7 +592,7 @@ func TestPullWaitsForTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(m, payload(size))
-	tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}})
+	tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,5 +623,44 @@ func TestPullWaitsForTheWriter(t *testing.T) {
 	}
 	if !bytes.Equal(r.b, final) {
 		t.Fatal("the puller got bytes other than the ones fixed at the writer's unmap")
+	}
+}
+
+// TestOneReadPullDoesNotWaitForTheWriter: the one read of a reference is
+// sent while its writer still maps the memfd (the writer's unmap and the
+// write seal keep several reads equal, and there is no other read), and
+// arrives whole and checked.
+func TestOneReadPullDoesNotWaitForTheWriter(t *testing.T) {
+	c := newCluster(t, 2, true, clock.Real{})
+	const size = 2 << 20
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	m, err := memfd.Map(f, size, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer memfd.Unmap(m)
+	want := payload(size)
+	copy(m, want)
+	tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The writer keeps its mapping until the pull is over: a pull that
+	// waited for the unmap would not end before sealWait.
+	ctx, cancel := context.WithTimeout(context.Background(), sealWait/2)
+	defer cancel()
+	p, err := c.svcs[1].Fetch(ctx, tok, "count")
+	if err != nil {
+		t.Fatalf("a one-read pull of a buffer its writer still maps: %v", err)
+	}
+	defer p.Close()
+	if got := readAll(t, p); !bytes.Equal(got, want) {
+		t.Fatal("the puller got other bytes than the writer wrote before the hand-over")
 	}
 }
