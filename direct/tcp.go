@@ -55,9 +55,12 @@ type TCPConn struct {
 	interrup atomic.Bool
 	closed   atomic.Bool
 
-	// Spinning (TCPOptions.Spin); raw is nil when the conn has no
-	// descriptor to poll.
+	// Spinning (TCPOptions.Spin): sock, when the conn is TCP on Linux,
+	// is its socket taken out of the netpoller, and c is closed; else raw
+	// polls c's descriptor, and is nil when c has none.
 	spin     time.Duration
+	sock     *spinSock
+	remote   net.Addr
 	raw      syscall.RawConn
 	polled   atomic.Int64 // ns spent spinning, spins that ended
 	spinning atomic.Int64 // start of the spin under way, Unix ns; 0: none
@@ -80,8 +83,13 @@ func NewTCPConn(c net.Conn, opts TCPOptions) *TCPConn {
 	if t.maxMsg <= 0 {
 		t.maxMsg = MaxFrame
 	}
-	if sc, ok := c.(syscall.Conn); ok && t.spin != 0 {
-		t.raw, _ = sc.SyscallConn()
+	t.remote = c.RemoteAddr()
+	if t.spin != 0 {
+		if s, err := detach(c); err == nil && s != nil {
+			t.sock = s
+		} else if sc, ok := c.(syscall.Conn); ok {
+			t.raw, _ = sc.SyscallConn()
+		}
 	}
 	t.wcond.L = &t.wmu
 	return t
@@ -147,7 +155,12 @@ func (t *TCPConn) writeLocked() error {
 		buf := t.wbuf
 		t.wbuf = t.spare[:0]
 		t.wmu.Unlock()
-		_, err := t.c.Write(buf)
+		var err error
+		if t.sock != nil {
+			_, err = t.sock.write(buf)
+		} else {
+			_, err = t.c.Write(buf)
+		}
 		t.wmu.Lock()
 		if cap(buf) <= 4*tcpBuf {
 			t.spare = buf[:0]
@@ -179,7 +192,9 @@ func (t *TCPConn) Recv() ([]byte, error) {
 		}
 	}
 	if t.interrup.Swap(false) {
-		t.c.SetReadDeadline(time.Time{})
+		if t.sock == nil {
+			t.c.SetReadDeadline(time.Time{})
+		}
 		return nil, ErrInterrupted
 	}
 	for {
@@ -215,6 +230,13 @@ func (t *TCPConn) Recv() ([]byte, error) {
 		if err == nil {
 			continue
 		}
+		if err == errWoken {
+			// Interrupt or Close woke a detached socket's wait.
+			if t.interrup.Swap(false) {
+				return nil, ErrInterrupted
+			}
+			continue
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Interrupt set the deadline; a stale one (the flag was
 			// already taken) is cleared and the read resumed.
@@ -234,6 +256,9 @@ func (t *TCPConn) Recv() ([]byte, error) {
 
 // read reads what is there, spinning first when the conn is set to.
 func (t *TCPConn) read(p []byte) (int, error) {
+	if t.sock != nil {
+		return t.readSock(p)
+	}
 	if t.raw == nil || t.paused.Load() {
 		return t.c.Read(p)
 	}
@@ -283,11 +308,43 @@ func (t *TCPConn) read(p []byte) (int, error) {
 	case err != nil:
 		return 0, err
 	case errno != 0:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: t.c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: t.remote, Err: os.NewSyscallError("read", errno)}
 	case eof:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// readSock is read on a detached socket: the same spin, then a sleep
+// that Interrupt and Close can end (errWoken).
+func (t *TCPConn) readSock(p []byte) (int, error) {
+	if t.paused.Load() || t.interrup.Load() {
+		return t.sock.read(p, func() bool { return false })
+	}
+	start := time.Now().UnixNano()
+	var until int64 // Unix ns; 0: forever
+	if t.spin > 0 {
+		until = start + int64(t.spin)
+	}
+	t.spinning.Store(start)
+	spinning := true
+	n, err := t.sock.read(p, func() bool {
+		if spinning && !t.interrup.Load() && !t.closed.Load() && (until == 0 || time.Now().UnixNano() < until) {
+			return true
+		}
+		if spinning {
+			spinning = false
+			t.endSpin(start)
+		}
+		return false
+	})
+	if spinning {
+		t.endSpin(start)
+	}
+	if err != nil && err != errWoken && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		err = &net.OpError{Op: "read", Net: "tcp", Addr: t.remote, Err: err}
+	}
+	return n, err
 }
 
 // pauseSpin turns spinning off while paused (a Client's batched reads).
@@ -317,6 +374,10 @@ func (t *TCPConn) PollTime() time.Duration {
 // A message being read stays in the buffer for the next Recv.
 func (t *TCPConn) Interrupt() {
 	t.interrup.Store(true)
+	if t.sock != nil {
+		t.sock.wake()
+		return
+	}
 	t.c.SetReadDeadline(time.Unix(1, 0))
 }
 
@@ -329,5 +390,8 @@ func (t *TCPConn) Close() error {
 	}
 	t.wcond.Broadcast()
 	t.wmu.Unlock()
+	if t.sock != nil {
+		return t.sock.close()
+	}
 	return t.c.Close()
 }
