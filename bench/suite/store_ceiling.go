@@ -18,9 +18,10 @@ import (
 // bytes (a PUT's body is read into a reused, touched buffer and dropped;
 // a GET writes the payload from memory). Measured with the same client,
 // it is the most any S3 server could give that client on this machine's
-// loopback, so a bar it cannot meet is out of reach for every server.
-// In the harness's own process it skips a process hop, which only flatters
-// the ceiling.
+// loopback, so a bar far beyond it is out of reach for every server. It
+// runs in the harness's process: it saves a process hop but shares the
+// client's scheduler and GC, so it is a ceiling within some tens of per
+// cent, not a strict bound (a node agent's 1 GiB GET has matched it).
 const targetCeiling = "ceiling"
 
 // ceilingServer is the HTTP server of targetCeiling.

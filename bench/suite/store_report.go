@@ -246,7 +246,7 @@ func ceilingNotes(r bench.Result) []string {
 				bench.FormatSize(size), bench.FormatThroughput(c.Throughput), report.FormatRatio(c.Throughput/m.Throughput), 100*h.Throughput/c.Throughput))
 		}
 		if len(cells) > 0 {
-			notes = append(notes, fmt.Sprintf("S3 %s ceiling (series %s: an HTTP server in the harness that answers the same client and does nothing with the bytes, the most any S3 server could give it on this machine's loopback): %s.",
+			notes = append(notes, fmt.Sprintf("S3 %s ceiling (series %s: an HTTP server in the harness's process that answers the same client and does nothing with the bytes: about the most any S3 server could give it on this machine's loopback, not a strict bound, as it shares the client's process): %s.",
 				strings.ToUpper(op), targetCeiling+"-"+op, strings.Join(cells, "; ")))
 		}
 	}
