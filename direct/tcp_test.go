@@ -124,3 +124,86 @@ func waitErr(t *testing.T, done <-chan error) error {
 		return nil
 	}
 }
+
+// TestSpinningSendWaitsForRoomAndEndsOnClose: a spinning conn (its socket
+// out of the netpoller on Linux) whose peer reads nothing waits for room
+// once the socket is full, delivers everything once the peer reads, and
+// a Send stuck on a full socket ends when the conn closes.
+func TestSpinningSendWaitsForRoomAndEndsOnClose(t *testing.T) {
+	c, far := tcpPair(t, direct.TCPOptions{Spin: -1})
+	msg := make([]byte, 1<<20)
+	const n = 16 // far more than loopback's socket buffers hold
+	sent := make(chan error, 1)
+	go func() {
+		for range n {
+			if err := c.Send(msg); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-sent:
+		t.Fatalf("%d MiB sent to a peer that reads nothing (err %v)", n, err)
+	default:
+	}
+	// Read it all: the sender must finish.
+	go func() {
+		buf := make([]byte, 64<<10)
+		for total := 0; total < n*(4+len(msg)); {
+			k, err := far.Read(buf)
+			if err != nil {
+				return
+			}
+			total += k
+		}
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender did not finish once the peer read")
+	}
+
+	c2, _ := tcpPair(t, direct.TCPOptions{Spin: -1})
+	stuck := make(chan error, 1)
+	go func() {
+		for {
+			if err := c2.Send(msg); err != nil {
+				stuck <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c2.Close()
+	select {
+	case err := <-stuck:
+		if err == nil {
+			t.Fatal("Send on a closed conn returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Send waiting for room did not end on Close")
+	}
+}
+
+// TestSpinThenSleepInterrupted: a Recv that spun its time and sleeps
+// ends on an Interrupt, and the conn still reads the next message.
+func TestSpinThenSleepInterrupted(t *testing.T) {
+	c, far := tcpPair(t, direct.TCPOptions{Spin: time.Millisecond})
+	done := recvAsync(c)
+	time.Sleep(50 * time.Millisecond) // past the spin: asleep
+	c.Interrupt()
+	if err := waitErr(t, done); !errors.Is(err, direct.ErrInterrupted) {
+		t.Fatalf("interrupt: got %v, want ErrInterrupted", err)
+	}
+	done = recvAsync(c)
+	send(t, far, "hello")
+	if err := waitErr(t, done); err != nil {
+		t.Fatalf("after the interrupt: %v", err)
+	}
+}
