@@ -3,7 +3,6 @@ package suite
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,9 +16,7 @@ import (
 	"github.com/handoff-dev/handoff/bench/load"
 	"github.com/handoff-dev/handoff/bench/raw"
 	"github.com/handoff-dev/handoff/bench/report"
-	"github.com/handoff-dev/handoff/internal/httpx"
 	"github.com/handoff-dev/handoff/internal/platform"
-	"github.com/handoff-dev/handoff/node"
 	"github.com/handoff-dev/handoff/spec"
 )
 
@@ -297,31 +294,14 @@ func allIdle(ctx context.Context, cl *api.Client, fns []string) bool {
 // parkedPIDs asks every node agent (with the cluster token) for its parked
 // processes: function → pid, those that wait for their activation.
 func parkedPIDs(ctx context.Context, cl *api.Client, token string) (map[string]int, error) {
-	st, err := cl.Status(ctx)
+	ps, err := parkSlots(ctx, cl, token)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
-	for _, nd := range st.Nodes {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.Addr+"/v1/parked", nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set(httpx.HeaderToken, token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: parked processes: %w", nd.ID, err)
-		}
-		var ps []node.ParkedInfo
-		err = json.NewDecoder(resp.Body).Decode(&ps)
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("node %s: parked processes: %w", nd.ID, err)
-		}
-		for _, p := range ps {
-			if p.Parked {
-				out[p.Function] = p.PID
-			}
+	for _, p := range ps {
+		if p.Parked {
+			out[p.Function] = p.PID
 		}
 	}
 	return out, nil
