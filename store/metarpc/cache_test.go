@@ -33,20 +33,17 @@ func waitServing(t *testing.T, mc *Cache) {
 	}
 }
 
-// TestCacheAcrossNodes runs two node stores, each with its own cache of
-// one metadata service: reads are served from the cache once seen, and
-// a change made through one node is seen through the other as soon as
-// it returns.
-func TestCacheAcrossNodes(t *testing.T) {
-	c, _ := serve(t)
-	// One block tier under both, as if every block were reachable from
-	// every node: this test is about the metadata.
+// nodeStores returns a function that opens one more node store, each with
+// a cache of its own of c's service, all over one block tier, as if every
+// block were reachable from every node: the tests are about the metadata.
+func nodeStores(t *testing.T, c *Client) func() (*local.Store, *Cache) {
+	t.Helper()
 	bs, err := blocks.New(blocks.Config{Memory: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bs.Close() })
-	open := func() (*local.Store, *Cache) {
+	return func() (*local.Store, *Cache) {
 		mc := NewCache(&Client{BaseURL: c.BaseURL, Header: c.Header}, CacheOptions{})
 		st, err := local.Open(local.Config{Meta: mc, Blocks: sharedTier{local.NodeTier{Store: bs}}})
 		if err != nil {
@@ -56,6 +53,15 @@ func TestCacheAcrossNodes(t *testing.T) {
 		waitServing(t, mc)
 		return st, mc
 	}
+}
+
+// TestCacheAcrossNodes runs two node stores, each with its own cache of
+// one metadata service: reads are served from the cache once seen, and
+// a change made through one node is seen through the other as soon as
+// it returns.
+func TestCacheAcrossNodes(t *testing.T) {
+	c, _ := serve(t)
+	open := nodeStores(t, c)
 	a, ca := open()
 	b, cb := open()
 	if err := a.CreateBucket(ctx, "bkt"); err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/handoff-dev/handoff/store"
-	"github.com/handoff-dev/handoff/store/blocks"
 	"github.com/handoff-dev/handoff/store/local"
 )
 
@@ -17,21 +16,7 @@ import (
 // to one key never leave either cache serving other than the last one.
 func TestCacheKeepsOwnWrite(t *testing.T) {
 	c, _ := serve(t)
-	bs, err := blocks.New(blocks.Config{Memory: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bs.Close() })
-	open := func() (*local.Store, *Cache) {
-		mc := NewCache(&Client{BaseURL: c.BaseURL, Header: c.Header}, CacheOptions{})
-		st, err := local.Open(local.Config{Meta: mc, Blocks: sharedTier{local.NodeTier{Store: bs}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		waitServing(t, mc)
-		return st, mc
-	}
+	open := nodeStores(t, c)
 	a, ca := open()
 	b, _ := open()
 	if err := a.CreateBucket(ctx, "bkt"); err != nil {
