@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -580,17 +581,7 @@ func TestBroadcastCopyFreedWithLastRead(t *testing.T) {
 func TestPullWaitsForTheWriter(t *testing.T) {
 	c := newCluster(t, 2, true, clock.Real{})
 	const size = 2 << 20
-	f, err := memfd.Create("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	m, err := memfd.Map(f, size, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, m := writableMemfd(t, size)
 	copy(m, payload(size))
 	tok, _, err := c.svcs[0].Adopt(f, size, nil, Options{Issuer: "split", Readers: []string{"count"}, Reads: 2})
 	if err != nil {
@@ -633,17 +624,7 @@ func TestPullWaitsForTheWriter(t *testing.T) {
 func TestOneReadPullDoesNotWaitForTheWriter(t *testing.T) {
 	c := newCluster(t, 2, true, clock.Real{})
 	const size = 2 << 20
-	f, err := memfd.Create("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	m, err := memfd.Map(f, size, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, m := writableMemfd(t, size)
 	defer memfd.Unmap(m)
 	want := payload(size)
 	copy(m, want)
@@ -663,4 +644,22 @@ func TestOneReadPullDoesNotWaitForTheWriter(t *testing.T) {
 	if got := readAll(t, p); !bytes.Equal(got, want) {
 		t.Fatal("the puller got other bytes than the writer wrote before the hand-over")
 	}
+}
+
+// writableMemfd makes a memfd of size bytes and maps it writable, as a
+// writer that still fills it.
+func writableMemfd(t *testing.T, size int64) (*os.File, []byte) {
+	t.Helper()
+	f, err := memfd.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	m, err := memfd.Map(f, size, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, m
 }
